@@ -1,0 +1,125 @@
+# motcua: build, test, run. `make help` lists the targets.
+SHELL := /bin/bash
+SERVICES := intake routing interconnect payment postal notify
+PKGS := libuv libzmq libczmq libpq libh2o jansson libsodium libprotobuf-c libcurl openssl
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build/san
+OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build/release
+OPT := -O2 -g
+endif
+
+CC ?= cc
+CPPFLAGS += -D_GNU_SOURCE -Icommon -I$(BUILD)/gen
+CFLAGS := -std=c11 -Wall -Wextra -Wno-missing-field-initializers $(OPT) -MMD -MP
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDFLAGS += $(OPT)
+LDLIBS = $(PKG_LIBS) -lm
+
+PROTOS := $(wildcard proto/motcua/*.proto)
+PROTO_C := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC)) $(PROTO_C:.c=.o)
+COMMON_SQL := $(wildcard common/sql/*.sql)
+LIB := $(BUILD)/libmotcua.a
+BINS := $(addprefix $(BUILD)/bin/motcua-,$(SERVICES)) $(BUILD)/bin/motcuactl
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT := $(BUILD)/bin/unit-tests
+
+.PHONY: all deps test unit system run up down bench format format-check clean help compose-check
+.DEFAULT_GOAL := all
+
+all: deps-quiet $(BINS) $(UNIT)
+
+help:
+	@echo "make            build the six services, motcuactl and the unit tests (build/release)"
+	@echo "make deps       install missing Debian packages (apt-get)"
+	@echo "make test       sanitizer build + all tests (unit, system, crash); ends with 'N passed, N failed'"
+	@echo "make run        start PostgreSQL in ./var, the services and the sandbox; follow logs; Ctrl-C stops"
+	@echo "make up/down    the same in the background / stop everything"
+	@echo "make bench      measure the bus and intake; writes bench/RESULTS.md"
+	@echo "make format     clang-format the C sources"
+
+deps:
+	@sh mk/deps.sh
+
+# Installing is skipped when pkg-config already finds everything.
+deps-quiet:
+	@pkg-config --exists $(PKGS) && command -v protoc-c >/dev/null && \
+	  command -v /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || sh mk/deps.sh
+
+# ---- generated code ----
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTOS)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+
+$(BUILD)/gen/%_sql.c: mk/embed_sql.sh
+	@mkdir -p $(BUILD)/gen
+	sh mk/embed_sql.sh $* $(sort $(wildcard $(if $(filter common,$*),common/sql,services/$*/migrations)/*.sql)) > $@
+
+.SECONDEXPANSION:
+$(BUILD)/gen/common_sql.c: $(COMMON_SQL)
+$(foreach s,$(SERVICES),$(eval $(BUILD)/gen/$(s)_sql.c: $$(wildcard services/$(s)/migrations/*.sql)))
+
+# ---- objects ----
+$(BUILD)/obj/%.o: %.c | $(PROTO_C:.c=.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB): $(COMMON_OBJ) $(BUILD)/gen/common_sql.o
+	@rm -f $@
+	ar rcs $@ $^
+
+define service_rule
+$(BUILD)/bin/motcua-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c)) $(BUILD)/gen/$(1)_sql.o $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
+
+$(BUILD)/bin/motcuactl: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/motcuactl/*.c)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT): $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# ---- tests ----
+test: deps-quiet
+	@$(MAKE) --no-print-directory SAN=1 all
+	@MOTCUA_BUILD=$(CURDIR)/build/san bash tests/run.sh
+
+unit: all
+	@$(UNIT)
+
+# ---- running ----
+run: deps-quiet all
+	@bash deploy/run.sh run
+up: deps-quiet all
+	@bash deploy/run.sh up
+down:
+	@bash deploy/run.sh down
+
+bench: deps-quiet all
+	@bash bench/run.sh
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,123 @@
+/* envelope.c: envelope ids, names, topology and protobuf encoding. */
+#include "envelope.h"
+
+#include <ctype.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void mc_uuid(char out[MC_UUID_LEN + 1])
+{
+    uint8_t b[16];
+    randombytes_buf(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, MC_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+int mc_uuid_valid(const char *s)
+{
+    if (!s || strlen(s) != MC_UUID_LEN)
+        return 0;
+    for (int i = 0; i < MC_UUID_LEN; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- the topology: body type -> consuming services ---- */
+
+static const char *const to_routing[] = {"routing"};
+static const char *const to_intake[] = {"intake"};
+static const char *const to_notify[] = {"notify"};
+
+static const struct {
+    mc_body_t body;
+    const char *name;
+    const char *const *consumers;
+    size_t nconsumers;
+} bodies[] = {
+    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, "DossierSubmitted", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged", to_intake, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "NotificationRequested", to_notify, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, "BusProbe", NULL, 0},
+    {MOTCUA__V1__ENVELOPE__BODY_ACK, "Ack", NULL, 0},
+    {MOTCUA__V1__ENVELOPE__BODY_NACK, "Nack", NULL, 0},
+};
+
+const char *mc_body_name(mc_body_t body)
+{
+    for (size_t i = 0; i < MC_COUNT(bodies); i++)
+        if (bodies[i].body == body)
+            return bodies[i].name;
+    return NULL;
+}
+
+size_t mc_body_consumers(mc_body_t body, const char *const **services)
+{
+    for (size_t i = 0; i < MC_COUNT(bodies); i++)
+        if (bodies[i].body == body) {
+            *services = bodies[i].consumers;
+            return bodies[i].nconsumers;
+        }
+    *services = NULL;
+    return 0;
+}
+
+void mc_envelope_stamp(mc_envelope_t *env, const char *source, const char *trace_id,
+                       const char *causation_id)
+{
+    char id[MC_UUID_LEN + 1];
+    mc_uuid(id);
+    const char *name = mc_body_name(env->body_case);
+    env->message_id = mc_strdup(id);
+    env->type = mc_strdup(name ? name : "Unknown");
+    env->source = mc_strdup(source);
+    env->trace_id = mc_strdup(trace_id && *trace_id ? trace_id : id);
+    env->causation_id = mc_strdup(causation_id ? causation_id : "");
+    if (!env->dossier_code || env->dossier_code == (char *)protobuf_c_empty_string)
+        env->dossier_code = mc_strdup("");
+    else
+        env->dossier_code = mc_strdup(env->dossier_code);
+    env->time_ms = mc_wall_ms();
+    env->schema_version = MC_SCHEMA_VERSION;
+}
+
+void mc_envelope_free_stamp(mc_envelope_t *env)
+{
+    mc_free(&env->message_id);
+    mc_free(&env->type);
+    mc_free(&env->source);
+    mc_free(&env->trace_id);
+    mc_free(&env->causation_id);
+    mc_free(&env->dossier_code);
+}
+
+uint8_t *mc_envelope_encode(const mc_envelope_t *env, size_t *len)
+{
+    *len = motcua__v1__envelope__get_packed_size(env);
+    uint8_t *buf = mc_alloc(*len);
+    motcua__v1__envelope__pack(env, buf);
+    return buf;
+}
+
+mc_envelope_t *mc_envelope_decode(const uint8_t *data, size_t len)
+{
+    return motcua__v1__envelope__unpack(NULL, len, data);
+}
+
+void mc_envelope_free(mc_envelope_t **env)
+{
+    if (env && *env) {
+        motcua__v1__envelope__free_unpacked(*env, NULL);
+        *env = NULL;
+    }
+}

@@ -1,0 +1,341 @@
+/* service.c: configuration, start-up, health endpoints and orderly shutdown shared by
+ * the six services. */
+#include "service.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "metrics.h"
+
+const char *const mc_service_names[6] = {"intake",  "routing", "interconnect",
+                                         "payment", "postal",  "notify"};
+
+#define OFF(f) offsetof(mc_service_config_t, f)
+
+/* Every variable a service reads; {SVC} is the service's own name. */
+static const mc_conf_item_t config_table[] = {
+    {"MOTCUA_DATABASE_URL", MC_CONF_STRING, OFF(database_url),
+     "postgresql://motcua@127.0.0.1:5433/motcua", 0, 0, NULL, "PostgreSQL connection URL"},
+    {"MOTCUA_HTTP_HOST", MC_CONF_STRING, OFF(http_host), "127.0.0.1", 0, 0, NULL,
+     "address the HTTP listener binds"},
+    {"MOTCUA_{SVC}_HTTP_PORT", MC_CONF_PORT, OFF(http_port), NULL, 0, 0, NULL, "HTTP port"},
+    {"MOTCUA_{SVC}_BUS_BIND", MC_CONF_STRING, OFF(bus_bind), NULL, 0, 0, NULL,
+     "ZeroMQ endpoint this service's ROUTER binds"},
+    {"MOTCUA_INTAKE_BUS", MC_CONF_STRING, OFF(peer_endpoints[0]), "tcp://127.0.0.1:7180", 0, 0,
+     NULL, "where intake's bus listens"},
+    {"MOTCUA_ROUTING_BUS", MC_CONF_STRING, OFF(peer_endpoints[1]), "tcp://127.0.0.1:7181", 0, 0,
+     NULL, "where routing's bus listens"},
+    {"MOTCUA_INTERCONNECT_BUS", MC_CONF_STRING, OFF(peer_endpoints[2]), "tcp://127.0.0.1:7182",
+     0, 0, NULL, "where interconnect's bus listens"},
+    {"MOTCUA_PAYMENT_BUS", MC_CONF_STRING, OFF(peer_endpoints[3]), "tcp://127.0.0.1:7183", 0, 0,
+     NULL, "where payment's bus listens"},
+    {"MOTCUA_POSTAL_BUS", MC_CONF_STRING, OFF(peer_endpoints[4]), "tcp://127.0.0.1:7184", 0, 0,
+     NULL, "where postal's bus listens"},
+    {"MOTCUA_NOTIFY_BUS", MC_CONF_STRING, OFF(peer_endpoints[5]), "tcp://127.0.0.1:7185", 0, 0,
+     NULL, "where notify's bus listens"},
+    {"MOTCUA_DB_POOL", MC_CONF_INT, OFF(db_pool), "4", 1, 64, NULL, "database connections"},
+    {"MOTCUA_BUS_BATCH", MC_CONF_INT, OFF(bus_batch), "256", 1, 10000, NULL,
+     "envelopes per transaction and per relay round"},
+    {"MOTCUA_BUS_LEASE_MS", MC_CONF_INT, OFF(bus_lease_ms), "2000", 50, 600000, NULL,
+     "first wait for an Ack before sending again (doubles per attempt, max 30 s)"},
+    {"MOTCUA_HTTP_MAX_BODY", MC_CONF_INT, OFF(max_body), "1048576", 1024, 104857600, NULL,
+     "largest accepted request body in bytes"},
+    {"MOTCUA_LOG_LEVEL", MC_CONF_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error",
+     "lowest level logged"},
+    {"MOTCUA_LOG_FORMAT", MC_CONF_ENUM, OFF(log_format), "kv", 0, 0, "kv|json",
+     "log line format"},
+};
+
+typedef struct every {
+    uv_timer_t timer;
+    mc_service_t *svc;
+    void (*fn)(mc_service_t *);
+    struct every *next;
+} every_t;
+
+struct mc_service {
+    char name[32];
+    mc_service_config_t cfg;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    mc_db_t *db;
+    mc_bus_t *bus;
+    mc_http_t *http;
+    mc_bus_peer_t peers[6];
+    every_t *timers;
+    void *data;
+    int stopping;
+    int exit_status;
+};
+
+/* ---------------------------------------------------------------- health */
+
+static void healthz(mc_http_req_t *req, void *arg)
+{
+    mc_service_t *svc = arg;
+    mc_http_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "alive", "service", svc->name));
+}
+
+static void readyz(mc_http_req_t *req, void *arg)
+{
+    mc_service_t *svc = arg;
+    mc_bus_stats_t bs;
+    mc_bus_stats(svc->bus, &bs);
+    int connected = mc_db_connected(svc->db);
+    int ready = connected > 0 && bs.bound && !svc->stopping;
+    json_t *peers = json_array();
+    for (size_t i = 0; i < MC_COUNT(svc->peers); i++)
+        json_array_append_new(peers, json_pack("{s:s, s:s}", "name", svc->peers[i].name,
+                                               "endpoint", svc->peers[i].endpoint));
+    json_t *body = json_pack(
+        "{s:s, s:s, s:{s:b, s:i, s:i, s:i}, s:{s:b, s:s, s:I, s:o}}", "status",
+        ready ? "ready" : "unready", "service", svc->name, "database", "ok", connected > 0,
+        "connected", connected, "pool", mc_db_size(svc->db), "waiting", mc_db_waiting(svc->db),
+        "bus", "bound", bs.bound, "bind", svc->cfg.bus_bind, "outbox_pending",
+        (json_int_t)bs.outbox_pending, "peers", peers);
+    mc_http_reply_json(req, ready ? 200 : 503, body);
+}
+
+static void metrics(mc_http_req_t *req, void *arg)
+{
+    (void)arg;
+    char *text = mc_metrics_render();
+    mc_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
+static const mc_route_t health_routes[] = {
+    {"GET", "/healthz", healthz},
+    {"GET", "/readyz", readyz},
+    {"GET", "/metrics", metrics},
+};
+
+/* Gauges read from the bus and pool when /metrics is scraped. */
+#define BUS_GAUGE(field)                                                                        \
+    static double gauge_##field(void *arg)                                                      \
+    {                                                                                           \
+        mc_bus_stats_t s;                                                                       \
+        mc_bus_stats(((mc_service_t *)arg)->bus, &s);                                           \
+        return (double)s.field;                                                                 \
+    }
+BUS_GAUGE(outbox_pending)
+BUS_GAUGE(handled)
+BUS_GAUGE(duplicates)
+BUS_GAUGE(dead_letters)
+BUS_GAUGE(sent)
+BUS_GAUGE(acked)
+BUS_GAUGE(nacked)
+
+static double gauge_db_connected(void *arg)
+{
+    return mc_db_connected(((mc_service_t *)arg)->db);
+}
+
+static void register_metrics(mc_service_t *svc)
+{
+    static const struct {
+        const char *name, *help;
+        double (*fn)(void *);
+    } gauges[] = {
+        {"motcua_bus_outbox_pending", "Envelopes in the outbox not yet acknowledged",
+         gauge_outbox_pending},
+        {"motcua_bus_handled", "Envelopes handled and committed since start", gauge_handled},
+        {"motcua_bus_duplicates", "Repeated envelopes skipped by the inbox", gauge_duplicates},
+        {"motcua_bus_dead_letters", "Envelopes sent to the dead-letter table", gauge_dead_letters},
+        {"motcua_bus_sent", "Envelopes sent by the relay (including repeats)", gauge_sent},
+        {"motcua_bus_acks_sent", "Acks sent by the receiver", gauge_acked},
+        {"motcua_bus_nacks_sent", "Nacks sent by the receiver", gauge_nacked},
+        {"motcua_db_connections", "Open database connections", gauge_db_connected},
+    };
+    char labels[64];
+    snprintf(labels, sizeof labels, "service=\"%s\"", svc->name);
+    for (size_t i = 0; i < MC_COUNT(gauges); i++)
+        mc_gauge_fn(gauges[i].name, gauges[i].help, labels, gauges[i].fn, svc);
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+static void usage(const char *name)
+{
+    printf("motcua-%s: one service of motcua (see README.md)\n\nEnvironment:\n", name);
+    mc_config_usage(config_table, MC_COUNT(config_table), name);
+}
+
+/* Apply migrations, waiting for the database to come up (compose starts us early). */
+static void migrate_or_exit(mc_service_t *svc, const mc_migration_t *m, int n)
+{
+    char err[512];
+    for (int attempt = 0;; attempt++) {
+        int rc = mc_migrate_service(svc->cfg.database_url, svc->name, m, n, err, sizeof err);
+        if (rc >= 0)
+            return;
+        if (rc != MC_EUNAVAIL) {
+            mc_error("migrations failed: %s", err);
+            exit(1);
+        }
+        if (attempt % 10 == 0)
+            mc_warn("waiting for the database: %s", err);
+        usleep(500 * 1000);
+    }
+}
+
+mc_service_t *mc_service_new(const char *name, int argc, char **argv,
+                             const mc_migration_t *migrations, int nmigrations)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(name);
+        exit(0);
+    }
+    mc_service_t *svc = mc_new(mc_service_t);
+    snprintf(svc->name, sizeof svc->name, "%s", name);
+    /* Defaults that depend on the service: its port and bus endpoint by position. */
+    for (size_t i = 0; i < MC_COUNT(mc_service_names); i++) {
+        if (strcmp(mc_service_names[i], name) != 0)
+            continue;
+        char var[64], val[64];
+        snprintf(var, sizeof var, "MOTCUA_%s_HTTP_PORT", name);
+        for (char *p = var; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        snprintf(val, sizeof val, "%zu", 8080 + i);
+        setenv(var, val, 0);
+        snprintf(var, sizeof var, "MOTCUA_%s_BUS_BIND", name);
+        for (char *p = var; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        snprintf(val, sizeof val, "tcp://127.0.0.1:%zu", 7180 + i);
+        setenv(var, val, 0);
+    }
+    char err[512];
+    if (mc_config_load(&svc->cfg, config_table, MC_COUNT(config_table), name, err, sizeof err)) {
+        fprintf(stderr, "motcua-%s: configuration error: %s\n", name, err);
+        exit(2);
+    }
+    mc_log_init(name, (mc_log_level_t)svc->cfg.log_level, svc->cfg.log_format == 1);
+    mc_info("starting (http %s:%d, bus %s)", svc->cfg.http_host, svc->cfg.http_port,
+            svc->cfg.bus_bind);
+    migrate_or_exit(svc, migrations, nmigrations);
+
+    int rc = uv_loop_init(&svc->loop);
+    if (rc) {
+        mc_error("cannot create the event loop: %s", uv_strerror(rc));
+        exit(1);
+    }
+    svc->db = mc_db_new(&svc->loop, svc->cfg.database_url, (int)svc->cfg.db_pool);
+    for (size_t i = 0; i < MC_COUNT(svc->peers); i++) {
+        svc->peers[i].name = mc_service_names[i];
+        svc->peers[i].endpoint = svc->cfg.peer_endpoints[i];
+    }
+    mc_bus_config_t bc = {.service = name,
+                          .bind = svc->cfg.bus_bind,
+                          .peers = svc->peers,
+                          .npeers = MC_COUNT(svc->peers),
+                          .batch = (int)svc->cfg.bus_batch,
+                          .lease_ms = (int)svc->cfg.bus_lease_ms};
+    svc->bus = mc_bus_new(&svc->loop, svc->db, &bc);
+    if (!svc->bus)
+        exit(1);
+    svc->http = mc_http_new(&svc->loop, svc->cfg.http_host, svc->cfg.http_port,
+                            (size_t)svc->cfg.max_body, svc);
+    if (!svc->http)
+        exit(1);
+    mc_http_routes(svc->http, health_routes, MC_COUNT(health_routes));
+    register_metrics(svc);
+    return svc;
+}
+
+void mc_service_routes(mc_service_t *svc, const mc_route_t *routes, size_t n)
+{
+    mc_http_routes(svc->http, routes, n);
+}
+
+void mc_service_handlers(mc_service_t *svc, const mc_bus_handler_t *handlers, size_t n)
+{
+    mc_bus_handlers(svc->bus, handlers, n, svc);
+}
+
+static void on_every(uv_timer_t *t)
+{
+    every_t *e = mc_container_of(t, every_t, timer);
+    if (!e->svc->stopping)
+        e->fn(e->svc);
+}
+
+void mc_service_every(mc_service_t *svc, uint64_t ms, void (*fn)(mc_service_t *svc))
+{
+    every_t *e = mc_new(every_t);
+    e->svc = svc;
+    e->fn = fn;
+    uv_timer_init(&svc->loop, &e->timer);
+    uv_timer_start(&e->timer, on_every, ms, ms);
+    e->next = svc->timers;
+    svc->timers = e;
+}
+
+void mc_service_set_data(mc_service_t *svc, void *data) { svc->data = data; }
+void *mc_service_data(const mc_service_t *svc) { return svc->data; }
+const char *mc_service_name(const mc_service_t *svc) { return svc->name; }
+mc_db_t *mc_service_db(const mc_service_t *svc) { return svc->db; }
+mc_bus_t *mc_service_bus(const mc_service_t *svc) { return svc->bus; }
+uv_loop_t *mc_service_loop(const mc_service_t *svc) { return (uv_loop_t *)&svc->loop; }
+const mc_service_config_t *mc_service_config(const mc_service_t *svc) { return &svc->cfg; }
+
+/* ---------------------------------------------------------------- shutdown */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(mc_container_of((uv_timer_t *)h, every_t, timer));
+}
+
+static void on_bus_stopped(void *arg)
+{
+    mc_service_t *svc = arg;
+    mc_bus_destroy(&svc->bus);
+    mc_db_destroy(&svc->db);
+    for (every_t *e = svc->timers, *next; e; e = next) {
+        next = e->next;
+        uv_close((uv_handle_t *)&e->timer, on_timer_closed);
+    }
+    svc->timers = NULL;
+    uv_close((uv_handle_t *)&svc->sigterm, NULL);
+    uv_close((uv_handle_t *)&svc->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    mc_service_t *svc = sig->data;
+    if (svc->stopping)
+        return;
+    svc->stopping = 1;
+    mc_info("stopping on %s: finishing work in flight", strsignal(signum));
+    mc_http_destroy(&svc->http);
+    mc_bus_stop(svc->bus, on_bus_stopped, svc);
+}
+
+int mc_service_run(mc_service_t **psvc)
+{
+    mc_service_t *svc = *psvc;
+    *psvc = NULL;
+    uv_signal_init(&svc->loop, &svc->sigterm);
+    uv_signal_init(&svc->loop, &svc->sigint);
+    svc->sigterm.data = svc->sigint.data = svc;
+    uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&svc->sigint, on_signal, SIGINT);
+    signal(SIGPIPE, SIG_IGN);
+    mc_info("ready: http://%s:%d", svc->cfg.http_host, svc->cfg.http_port);
+    uv_run(&svc->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&svc->loop);
+    if (rc)
+        mc_error("event loop did not close cleanly: %s", uv_strerror(rc));
+    else
+        mc_info("stopped");
+    mc_config_free(&svc->cfg, config_table, MC_COUNT(config_table));
+    mc_metrics_reset();
+    int status = rc ? 1 : svc->exit_status;
+    free(svc);
+    return status;
+}

@@ -1,0 +1,58 @@
+/* service.h: what every motcua service is made of, wired in one place.
+ *
+ * mc_service_new reads the configuration (environment, see service.c for the table),
+ * starts logging, applies the service's migrations (waiting for the database if it
+ * is not up yet), and creates the loop, the database pool, the bus (ROUTER bound,
+ * DEALERs to every other service) and the HTTP server with /healthz, /readyz and
+ * /metrics. mc_service_run runs the loop until SIGTERM or SIGINT, then stops in
+ * order: no new HTTP connections, the bus finishes its batch in flight and sends its
+ * Acks, timers stop, the pool closes; the loop must then close cleanly. */
+#ifndef MC_SERVICE_H
+#define MC_SERVICE_H
+
+#include <uv.h>
+
+#include "bus.h"
+#include "db.h"
+#include "http.h"
+#include "migrate.h"
+
+typedef struct mc_service mc_service_t;
+
+typedef struct {
+    char *database_url;
+    char *http_host;
+    int http_port;
+    char *bus_bind;
+    char *peer_endpoints[6]; /* indexed like mc_service_names */
+    long db_pool;
+    long bus_batch;
+    long bus_lease_ms;
+    long max_body;
+    int log_level;
+    int log_format;
+} mc_service_config_t;
+
+/* The six services, in port order (intake 8080/7180 ... notify 8085/7185). */
+extern const char *const mc_service_names[6];
+
+/* Build a service; exits the process with a clear message on bad configuration. */
+mc_service_t *mc_service_new(const char *name, int argc, char **argv,
+                             const mc_migration_t *migrations, int nmigrations);
+void mc_service_routes(mc_service_t *svc, const mc_route_t *routes, size_t n);
+void mc_service_handlers(mc_service_t *svc, const mc_bus_handler_t *handlers, size_t n);
+/* Call fn every `ms` milliseconds on the loop (stopped at shutdown). */
+void mc_service_every(mc_service_t *svc, uint64_t ms, void (*fn)(mc_service_t *svc));
+/* Domain state of the service, for handlers. */
+void mc_service_set_data(mc_service_t *svc, void *data);
+void *mc_service_data(const mc_service_t *svc);
+const char *mc_service_name(const mc_service_t *svc);
+mc_db_t *mc_service_db(const mc_service_t *svc);
+mc_bus_t *mc_service_bus(const mc_service_t *svc);
+uv_loop_t *mc_service_loop(const mc_service_t *svc);
+const mc_service_config_t *mc_service_config(const mc_service_t *svc);
+/* Run until a stop signal; frees everything and sets *svc to NULL. Returns the exit
+ * status for main. */
+int mc_service_run(mc_service_t **svc);
+
+#endif

@@ -1,0 +1,15 @@
+/* intake.h: the intake service's handlers (dossier submission, lookup, status view). */
+#ifndef INTAKE_H
+#define INTAKE_H
+
+#include "bus.h"
+#include "http.h"
+
+/* POST /v1/dossiers: validate, store, emit DossierSubmitted (submit.c). */
+void dossier_submit(mc_http_req_t *req, void *arg);
+/* GET /v1/dossiers/{code}?token=: the public view and its history (lookup.c). */
+void dossier_lookup(mc_http_req_t *req, void *arg);
+/* DossierStatusChanged: keep the public view (status_view.c). */
+void status_view_update(mc_bus_msg_t *msg, void *arg);
+
+#endif

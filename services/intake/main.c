@@ -1,0 +1,23 @@
+/* motcua-intake: dossier submission, dossier codes, receipts and the public status view. */
+#include "intake.h"
+#include "service.h"
+
+extern const mc_migration_t mc_sql_intake[];
+extern const int mc_sql_intake_count;
+
+static const mc_route_t routes[] = {
+    {"POST", "/v1/dossiers", dossier_submit},
+    {"GET", "/v1/dossiers/{code}", dossier_lookup},
+};
+
+static const mc_bus_handler_t handlers[] = {
+    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, status_view_update},
+};
+
+int main(int argc, char **argv)
+{
+    mc_service_t *svc = mc_service_new("intake", argc, argv, mc_sql_intake, mc_sql_intake_count);
+    mc_service_routes(svc, routes, MC_COUNT(routes));
+    mc_service_handlers(svc, handlers, MC_COUNT(handlers));
+    return mc_service_run(&svc);
+}

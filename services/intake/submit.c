@@ -1,0 +1,453 @@
+/* submit.c: POST /v1/dossiers — validate a submission, give it a dossier code, store
+ * it and its DossierSubmitted envelope in one transaction, answer 201.
+ *
+ * Idempotency-Key: the key is inserted first in the same transaction; a concurrent
+ * repeat waits on it and, once the first commits, gets the stored answer (or 409 if
+ * the body differs). A crash before COMMIT leaves nothing; after it, everything. */
+#include <ctype.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dossier_state.h"
+#include "error.h"
+#include "intake.h"
+#include "log.h"
+#include "service.h"
+
+#define DEFAULT_AGENCY "000.00.01.H22"
+
+typedef struct {
+    mc_http_req_t *req;
+    mc_service_t *svc;
+    mc_db_conn_t *conn;
+    json_t *in;
+    json_t *answer;
+    char *key;
+    char hash[crypto_hash_sha256_BYTES * 2 + 1];
+    char token[33];
+    char agency[40];
+    char code[64];
+    int64_t received_ms;
+    mc_outbox_t *outbox;
+} submit_t;
+
+/* ---------------------------------------------------------------- validation */
+
+typedef struct {
+    int status;
+    const char *code;
+    char message[200];
+    char field[64];
+} verdict_t;
+
+static int refuse(verdict_t *v, int status, const char *field, const char *message)
+{
+    v->status = status;
+    v->code = status == 422 ? "rule_violation" : "invalid";
+    snprintf(v->field, sizeof v->field, "%s", field);
+    snprintf(v->message, sizeof v->message, "%s", message);
+    return -1;
+}
+
+static int charset_ok(const char *s, const char *extra, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+            return 0;
+    return 1;
+}
+
+/* A string member: NULL if absent; -1 (via *bad) if present but not a string or too long. */
+static const char *member(json_t *obj, const char *name, size_t max, int *bad)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v) || json_string_length(v) > max || json_string_length(v) == 0 ||
+        memchr(json_string_value(v), '\0', json_string_length(v))) {
+        *bad = 1;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static int digits_only(const char *s)
+{
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+static int validate_applicant(json_t *a, verdict_t *v)
+{
+    static const struct {
+        const char *name;
+        size_t max;
+        int required;
+    } fields[] = {{"name", 200, 1}, {"id_number", 12, 0}, {"phone", 15, 0},
+                  {"email", 254, 0}, {"address", 500, 0}};
+    if (!json_is_object(a))
+        return refuse(v, 400, "applicant", "applicant must be an object");
+    const char *val[MC_COUNT(fields)];
+    for (size_t i = 0; i < MC_COUNT(fields); i++) {
+        int bad = 0;
+        char field[64];
+        snprintf(field, sizeof field, "applicant.%s", fields[i].name);
+        val[i] = member(a, fields[i].name, fields[i].max, &bad);
+        if (bad)
+            return refuse(v, 400, field, "must be a non-empty string of acceptable length");
+        if (fields[i].required && !val[i])
+            return refuse(v, 400, field, "is required");
+    }
+    const char *id = val[1], *phone = val[2], *email = val[3];
+    if (id && (!digits_only(id) || (strlen(id) != 9 && strlen(id) != 12)))
+        return refuse(v, 400, "applicant.id_number", "must be 9 or 12 digits (CMND/CCCD)");
+    if (phone) {
+        const char *p = strncmp(phone, "+84", 3) == 0 ? phone + 3 : phone[0] == '0' ? phone + 1 : NULL;
+        if (!p || !digits_only(p) || strlen(p) < 9 || strlen(p) > 10)
+            return refuse(v, 400, "applicant.phone", "must be a Vietnamese number (0... or +84...)");
+    }
+    if (email) {
+        const char *at = strchr(email, '@');
+        if (!at || at == email || strchr(at + 1, '@') || !strchr(at + 1, '.'))
+            return refuse(v, 400, "applicant.email", "is not an email address");
+    }
+    return 0;
+}
+
+static int validate_documents(json_t *docs, verdict_t *v)
+{
+    if (!docs)
+        return 0;
+    if (!json_is_array(docs) || json_array_size(docs) > 100)
+        return refuse(v, 400, "documents", "must be an array of at most 100 documents");
+    size_t i;
+    json_t *d;
+    json_array_foreach(docs, i, d) {
+        char field[64];
+        int bad = 0;
+        if (!json_is_object(d)) {
+            snprintf(field, sizeof field, "documents[%zu]", i);
+            return refuse(v, 400, field, "must be an object");
+        }
+        const char *kind = member(d, "kind", 64, &bad);
+        const char *name = member(d, "name", 200, &bad);
+        const char *sha = member(d, "sha256", 64, &bad);
+        json_t *size = json_object_get(d, "size");
+        snprintf(field, sizeof field, "documents[%zu]", i);
+        if (bad || !kind || !name)
+            return refuse(v, 400, field, "needs kind and name (strings)");
+        if (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64))
+            return refuse(v, 400, field, "sha256 must be 64 hexadecimal characters");
+        if (size && (!json_is_integer(size) || json_integer_value(size) < 0))
+            return refuse(v, 400, field, "size must be a non-negative integer");
+    }
+    return 0;
+}
+
+static int validate(json_t *in, const char **agency, verdict_t *v)
+{
+    int bad = 0;
+    const char *procedure = member(in, "procedure", 64, &bad);
+    if (bad || !procedure || !charset_ok(procedure, "._-", 64))
+        return refuse(v, 400, "procedure", "procedure code is required (letters, digits, . _ -)");
+    const char *channel = member(in, "channel", 16, &bad);
+    if (bad || !channel || mc_channel_parse(channel) == MOTCUA__V1__CHANNEL__CHANNEL_UNSPECIFIED)
+        return refuse(v, 400, "channel", "channel must be online, direct or postal");
+    *agency = member(in, "agency", 32, &bad);
+    if (bad || (*agency && !charset_ok(*agency, ".-", 32)))
+        return refuse(v, 400, "agency", "agency code: letters, digits and dots");
+    if (validate_applicant(json_object_get(in, "applicant"), v))
+        return -1;
+    if (validate_documents(json_object_get(in, "documents"), v))
+        return -1;
+    const char *ret = member(in, "return_method", 16, &bad);
+    if (bad || (ret && strcmp(ret, "counter") && strcmp(ret, "post") && strcmp(ret, "online")))
+        return refuse(v, 400, "return_method", "return_method must be counter, post or online");
+    const char *addr = member(in, "delivery_address", 500, &bad);
+    if (bad)
+        return refuse(v, 400, "delivery_address", "must be a non-empty string");
+    if (ret && strcmp(ret, "post") == 0 && !addr)
+        return refuse(v, 422, "delivery_address", "a delivery address is required for return by post");
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the transaction */
+
+static void submit_free(submit_t *s)
+{
+    if (s->conn)
+        mc_db_release(s->conn); /* rolls back if the transaction is still open */
+    json_decref(s->in);
+    json_decref(s->answer);
+    mc_outbox_destroy(&s->outbox);
+    free(s->key);
+    free(s);
+}
+
+static void fail(submit_t *s, PGresult *res, int status, const char *step)
+{
+    mc_error("submit: %s failed: %s", step,
+             res ? PQresultErrorMessage(res) : mc_strerror(status));
+    mc_http_reply_error(s->req, 503, "unavailable", "the dossier could not be stored; try again",
+                        NULL);
+    submit_free(s);
+}
+
+static void on_commit(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, res, status, "commit");
+        return;
+    }
+    mc_logd(MC_LOG_INFO, NULL, s->code, "dossier submitted");
+    mc_http_reply_json(s->req, 201, json_incref(s->answer));
+    submit_free(s);
+}
+
+static void on_idempotency_saved(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, res, status, "idempotency record");
+        return;
+    }
+    mc_db_query(conn, "COMMIT", NULL, 0, on_commit, s);
+}
+
+static void on_outbox_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, res, status, "outbox");
+        return;
+    }
+    if (!s->key) {
+        mc_db_query(conn, "COMMIT", NULL, 0, on_commit, s);
+        return;
+    }
+    char *text = json_dumps(s->answer, JSON_COMPACT);
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, s->key);
+    mc_db_param_text(&p, text);
+    mc_db_query(conn, "UPDATE intake.idempotency SET status = 201, response = $2::jsonb WHERE key = $1",
+                &p, 0, on_idempotency_saved, s);
+    free(text);
+}
+
+/* Build DossierSubmitted from the validated input and write it to the outbox. */
+static void emit_submitted(submit_t *s)
+{
+    json_t *in = s->in, *a = json_object_get(in, "applicant");
+    Motcua__V1__Applicant applicant = MOTCUA__V1__APPLICANT__INIT;
+    Motcua__V1__DossierSubmitted ev = MOTCUA__V1__DOSSIER_SUBMITTED__INIT;
+    mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
+#define STR(obj, name) (json_string_value(json_object_get((obj), (name))) ?: "")
+    applicant.name = (char *)STR(a, "name");
+    applicant.id_number = (char *)STR(a, "id_number");
+    applicant.phone = (char *)STR(a, "phone");
+    applicant.email = (char *)STR(a, "email");
+    applicant.address = (char *)STR(a, "address");
+    json_t *docs = json_object_get(in, "documents");
+    size_t ndocs = json_array_size(docs);
+    Motcua__V1__Document *dv = mc_alloc(sizeof *dv * (ndocs ? ndocs : 1));
+    Motcua__V1__Document **dp = mc_alloc(sizeof *dp * (ndocs ? ndocs : 1));
+    for (size_t i = 0; i < ndocs; i++) {
+        json_t *d = json_array_get(docs, i);
+        motcua__v1__document__init(&dv[i]);
+        dv[i].kind = (char *)STR(d, "kind");
+        dv[i].name = (char *)STR(d, "name");
+        dv[i].sha256 = (char *)STR(d, "sha256");
+        dv[i].size = json_integer_value(json_object_get(d, "size"));
+        dp[i] = &dv[i];
+    }
+    ev.code = s->code;
+    ev.procedure_code = (char *)STR(in, "procedure");
+    ev.agency_code = s->agency;
+    ev.channel = mc_channel_parse(STR(in, "channel"));
+    ev.applicant = &applicant;
+    ev.n_documents = ndocs;
+    ev.documents = dp;
+    ev.return_method = (char *)(json_string_value(json_object_get(in, "return_method")) ?: "counter");
+    ev.delivery_address = (char *)STR(in, "delivery_address");
+    ev.received_at_ms = s->received_ms;
+#undef STR
+    env.dossier_code = s->code;
+    env.body_case = MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED;
+    env.dossier_submitted = &ev;
+    s->outbox = mc_outbox_new("intake");
+    mc_outbox_add(s->outbox, &env, mc_http_header(s->req, "x-trace-id"), NULL);
+    free(dv);
+    free(dp);
+    mc_outbox_write(s->outbox, s->conn, on_outbox_written, s);
+}
+
+static void on_dossier_inserted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    submit_t *s = arg;
+    if (status != MC_OK || PQntuples(res) != 1) {
+        fail(s, res, status, "insert");
+        return;
+    }
+    snprintf(s->code, sizeof s->code, "%s", PQgetvalue(res, 0, 0));
+    s->received_ms = atoll(PQgetvalue(res, 0, 2));
+    s->answer = json_pack("{s:s, s:s, s:i, s:s, s:n, s:s, s:n}", "code", s->code, "status",
+                          "SUBMITTED", "national_status", 1, "received_at", PQgetvalue(res, 0, 1),
+                          "due_at", "lookup_token", s->token, "fee");
+    emit_submitted(s);
+}
+
+static void insert_dossier(submit_t *s)
+{
+    static const char *sql =
+        "WITH seq AS ("
+        "  INSERT INTO intake.code_sequences AS cs (agency_code, day, last)"
+        "  VALUES ($1, to_char(now() AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYYMMDD'), 1)"
+        "  ON CONFLICT (agency_code, day) DO UPDATE SET last = cs.last + 1"
+        "  RETURNING agency_code, day, last),"
+        /* The dossier code format lives here: {agency}-{yyyyMMdd}-{7-digit sequence}. */
+        " d AS ("
+        "  INSERT INTO intake.dossiers (code, procedure_code, agency_code, channel, applicant,"
+        "    documents, return_method, delivery_address, lookup_token)"
+        "  SELECT seq.agency_code || '-' || seq.day || '-' ||"
+        "    lpad(seq.last::text, greatest(7, length(seq.last::text)), '0'),"
+        "    $2, $1, $3, $4::jsonb, $5::jsonb, $6, $7, $8 FROM seq"
+        "  RETURNING code, received_at),"
+        " e AS (INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
+        "  SELECT code, 'SUBMITTED', $1, 'received by intake', received_at FROM d)"
+        " SELECT code,"
+        "  to_char(received_at AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
+        "  (extract(epoch FROM received_at) * 1000)::bigint FROM d";
+    json_t *in = s->in;
+    char *applicant = json_dumps(json_object_get(in, "applicant"), JSON_COMPACT);
+    json_t *docs = json_object_get(in, "documents");
+    char *documents = docs ? json_dumps(docs, JSON_COMPACT) : mc_strdup("[]");
+    const char *ret = json_string_value(json_object_get(in, "return_method"));
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, s->agency);
+    mc_db_param_text(&p, json_string_value(json_object_get(in, "procedure")));
+    mc_db_param_text(&p, json_string_value(json_object_get(in, "channel")));
+    mc_db_param_text(&p, applicant);
+    mc_db_param_text(&p, documents);
+    mc_db_param_text(&p, ret ? ret : "counter");
+    mc_db_param_text(&p, json_string_value(json_object_get(in, "delivery_address")));
+    mc_db_param_text(&p, s->token);
+    mc_db_query(s->conn, sql, &p, 0, on_dossier_inserted, s);
+    free(applicant);
+    free(documents);
+}
+
+static void on_replay_read(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    submit_t *s = arg;
+    if (status != MC_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 1)) {
+        fail(s, res, status, "idempotency lookup");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), s->hash) != 0) {
+        mc_http_reply_error(s->req, 409, "idempotency_conflict",
+                            "this Idempotency-Key was used with a different request",
+                            "Idempotency-Key");
+    } else {
+        json_t *answer = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
+        mc_http_set_header(s->req, "idempotent-replay", "true");
+        mc_http_reply_json(s->req, atoi(PQgetvalue(res, 0, 1)), answer);
+    }
+    submit_free(s);
+}
+
+static void on_key_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, res, status, "idempotency claim");
+        return;
+    }
+    if (strcmp(PQcmdTuples(res), "1") == 0) {
+        insert_dossier(s);
+        return;
+    }
+    /* The key was used before (and committed): answer as the first time. */
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, s->key);
+    mc_db_query(conn, "SELECT request_hash, status, response FROM intake.idempotency WHERE key = $1",
+                &p, 0, on_replay_read, s);
+}
+
+static void on_begin(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, res, status, "begin");
+        return;
+    }
+    if (!s->key) {
+        insert_dossier(s);
+        return;
+    }
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, s->key);
+    mc_db_param_text(&p, s->hash);
+    mc_db_query(conn,
+                "INSERT INTO intake.idempotency (key, request_hash) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING",
+                &p, 0, on_key_claimed, s);
+}
+
+static void on_conn(mc_db_conn_t *conn, int status, void *arg)
+{
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, NULL, status, "connect");
+        return;
+    }
+    s->conn = conn;
+    mc_db_query(conn, "BEGIN", NULL, 0, on_begin, s);
+}
+
+void dossier_submit(mc_http_req_t *req, void *arg)
+{
+    mc_service_t *svc = arg;
+    json_t *in = mc_http_json_body(req);
+    if (!in)
+        return; /* 400 already sent */
+    const char *agency = NULL;
+    verdict_t v;
+    if (validate(in, &agency, &v)) {
+        mc_http_reply_error(req, v.status, v.code, v.message, v.field);
+        json_decref(in);
+        return;
+    }
+    const char *key = mc_http_header(req, "idempotency-key");
+    if (key && (strlen(key) == 0 || strlen(key) > 128)) {
+        mc_http_reply_error(req, 400, "invalid", "Idempotency-Key must be 1 to 128 characters",
+                            "Idempotency-Key");
+        json_decref(in);
+        return;
+    }
+    submit_t *s = mc_new(submit_t);
+    s->req = req;
+    s->svc = svc;
+    s->in = in;
+    s->key = key ? mc_strdup(key) : NULL;
+    const char *dflt = getenv("MOTCUA_INTAKE_AGENCY");
+    snprintf(s->agency, sizeof s->agency, "%s", agency ? agency : dflt && *dflt ? dflt : DEFAULT_AGENCY);
+    size_t blen;
+    const char *body = mc_http_body(req, &blen);
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(digest, (const unsigned char *)body, blen);
+    sodium_bin2hex(s->hash, sizeof s->hash, digest, sizeof digest);
+    unsigned char rnd[16];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(s->token, sizeof s->token, rnd, sizeof rnd);
+    mc_db_acquire(mc_service_db(svc), on_conn, s);
+}
