@@ -26,7 +26,7 @@ COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC)) $(PROTO_C:.c=.o)
 COMMON_SQL := $(wildcard common/sql/*.sql)
 LIB := $(BUILD)/libmotcua.a
-BINS := $(addprefix $(BUILD)/bin/motcua-,$(SERVICES)) $(BUILD)/bin/motcuactl
+BINS := $(addprefix $(BUILD)/bin/motcua-,$(SERVICES)) $(BUILD)/bin/motcuactl $(BUILD)/bin/bus-peer
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT := $(BUILD)/bin/unit-tests
 
@@ -57,13 +57,17 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTOS)
 	@mkdir -p $(BUILD)/gen
 	protoc-c --c_out=$(BUILD)/gen -Iproto $<
 
+# Migrations embedded into the binaries: common/sql (bus tables), each service's own,
+# and the test peer's (tests/bus_peer/migrations).
+sql_dir = $(if $(filter common,$(1)),common/sql,$(if $(filter probe,$(1)),tests/bus_peer/migrations,services/$(1)/migrations))
 $(BUILD)/gen/%_sql.c: mk/embed_sql.sh
 	@mkdir -p $(BUILD)/gen
-	sh mk/embed_sql.sh $* $(sort $(wildcard $(if $(filter common,$*),common/sql,services/$*/migrations)/*.sql)) > $@
+	sh mk/embed_sql.sh $* $(sort $(wildcard $(call sql_dir,$*)/*.sql)) > $@
 
 .SECONDEXPANSION:
 $(BUILD)/gen/common_sql.c: $(COMMON_SQL)
 $(foreach s,$(SERVICES),$(eval $(BUILD)/gen/$(s)_sql.c: $$(wildcard services/$(s)/migrations/*.sql)))
+$(BUILD)/gen/probe_sql.c: $(wildcard tests/bus_peer/migrations/*.sql)
 
 # ---- objects ----
 $(BUILD)/obj/%.o: %.c | $(PROTO_C:.c=.h)
@@ -85,6 +89,10 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 $(BUILD)/bin/motcuactl: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/motcuactl/*.c)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/bus-peer: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/bus_peer/*.c)) $(BUILD)/gen/probe_sql.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

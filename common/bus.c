@@ -233,6 +233,8 @@ static void maybe_stopped(mc_bus_t *bus);
 
 static void send_reply(mc_bus_t *bus, const item_t *it, int ack, const char *why)
 {
+    if (!it->id[0])
+        return; /* nothing the sender could match an answer to */
     mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
     Motcua__V1__Ack a = MOTCUA__V1__ACK__INIT;
     Motcua__V1__Nack n = MOTCUA__V1__NACK__INIT;

@@ -418,6 +418,7 @@ follower_end() { # give the log follower up to 2 s to print the last lines and e
 # "==> FILE <==" header (after an empty line), which becomes the prefix.
 follow_logs() {
     local name="" line
+    trap '' INT # Ctrl-C is for the foreground shell; we show the shutdown, then end.
     tail -n 0 -F --pid="$1" "$LOG_DIR"/*.log "$PG_DIR/postgresql.log" 2>/dev/null |
         while IFS= read -r line; do
             case "$line" in

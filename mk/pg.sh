@@ -116,16 +116,19 @@ base_of() { # DIR -> BASE for an existing layout
     fi
 }
 
-# First ancestor of $1 that $OSUSER cannot traverse, for the error message.
+# The outermost directory on the way to $1 that $OSUSER cannot traverse (for messages).
 blocking_parent() {
-    local p="$1"
-    while [ "$p" != "/" ]; do
-        p="$(dirname "$p")"
+    local rest="${1#/}" p="" part
+    while [ -n "$rest" ]; do
+        part="${rest%%/*}"
+        [ "$part" = "$rest" ] && rest="" || rest="${rest#*/}"
+        p="$p/$part"
         as_pg test -x "$p" 2>/dev/null || {
             printf '%s\n' "$p"
             return
         }
     done
+    printf '%s\n' "$1"
 }
 
 # Delete relocated clusters whose DIR no longer points at them and that are not running.
@@ -190,12 +193,13 @@ make that directory traversable (chmod o+x), or delete $dir/data to let $prog re
         die "$OSUSER cannot reach $dir (blocked at $(blocking_parent "$dir")) nor $FALLBACK_ROOT; \
 chmod o+x the blocking directory, or set MOTCUA_PG_FALLBACK_DIR to a directory $OSUSER can reach"
     gc_relocated
+    # pg.location first: a concurrent gc_relocated must never see a new base unclaimed.
+    printf '%s\n' "$base" >"$dir/pg.location"
     mkdir -p "$base/run"
     printf '%s\n' "$dir" >"$base/origin"
     chown -R "$OSUSER:" "$base"
     chmod 0700 "$base"
     say "$OSUSER cannot traverse $(blocking_parent "$dir"); cluster relocated to $base (recorded in $dir/pg.location)"
-    printf '%s\n' "$base" >"$dir/pg.location"
     rm -rf -- "$dir/run"
     ln -sfn "$base/data" "$dir/data"
     ln -sfn "$base/run" "$dir/run"
