@@ -13,6 +13,14 @@ OPT := -O2 -g
 endif
 
 CC ?= cc
+# `make V=1` shows full command lines.
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = printf '  %-6s %s\n' $(1) $(2);
+endif
 CPPFLAGS += -D_GNU_SOURCE -Icommon -I$(BUILD)/gen
 CFLAGS := -std=c11 -Wall -Wextra -Wno-missing-field-initializers $(OPT) -MMD -MP
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -32,6 +40,8 @@ UNIT := $(BUILD)/bin/unit-tests
 
 .PHONY: all deps test unit system run up down bench format format-check clean help compose-check
 .DEFAULT_GOAL := all
+# Generated sources (protobuf, embedded SQL) are kept, not deleted as intermediates.
+.SECONDARY:
 
 all: deps-quiet $(BINS) $(UNIT)
 
@@ -55,14 +65,14 @@ deps-quiet:
 # ---- generated code ----
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTOS)
 	@mkdir -p $(BUILD)/gen
-	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+	$(Q)$(call say,PROTO,$<)protoc-c --c_out=$(BUILD)/gen -Iproto $<
 
 # Migrations embedded into the binaries: common/sql (bus tables), each service's own,
 # and the test peer's (tests/bus_peer/migrations).
 sql_dir = $(if $(filter common,$(1)),common/sql,$(if $(filter probe,$(1)),tests/bus_peer/migrations,services/$(1)/migrations))
 $(BUILD)/gen/%_sql.c: mk/embed_sql.sh
 	@mkdir -p $(BUILD)/gen
-	sh mk/embed_sql.sh $* $(sort $(wildcard $(call sql_dir,$*)/*.sql)) > $@
+	$(Q)$(call say,SQL,$@)sh mk/embed_sql.sh $* $(sort $(wildcard $(call sql_dir,$*)/*.sql)) > $@
 
 .SECONDEXPANSION:
 $(BUILD)/gen/common_sql.c: $(COMMON_SQL)
@@ -72,33 +82,33 @@ $(BUILD)/gen/probe_sql.c: $(wildcard tests/bus_peer/migrations/*.sql)
 # ---- objects ----
 $(BUILD)/obj/%.o: %.c | $(PROTO_C:.c=.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(LIB): $(COMMON_OBJ) $(BUILD)/gen/common_sql.o
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)$(call say,AR,$@)ar rcs $@ $^
 
 define service_rule
 $(BUILD)/bin/motcua-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c)) $(BUILD)/gen/$(1)_sql.o $(LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(Q)$$(call say,LINK,$$@)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 $(BUILD)/bin/motcuactl: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/motcuactl/*.c)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/bus-peer: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/bus_peer/*.c)) $(BUILD)/gen/probe_sql.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(UNIT): $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(call say,LINK,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # ---- tests ----
 test: deps-quiet

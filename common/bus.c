@@ -166,8 +166,11 @@ typedef struct peer {
     mc_bus_t *bus;
     char *name;
     mc_zsock_t *zs; /* DEALER connected to the peer's ROUTER */
+    char *endpoint;
     sbuf_t acks;    /* ids acknowledged, not yet marked delivered (array literal) */
     size_t nacks;
+    long long sent, acked, nacked;
+    int64_t last_ack_ms;
 } peer_t;
 
 /* An envelope received on the ROUTER, waiting to be handled. */
@@ -215,6 +218,8 @@ struct mc_bus {
     uv_timer_t tick;
     uv_timer_t stats_timer;
     int counting;
+    unsigned ticks;
+    int retention_hours;
     char *sql_claim, *sql_ack, *sql_nack, *sql_inbox, *sql_dead, *sql_pending, *sql_retention;
 
     /* lifecycle */
@@ -664,8 +669,10 @@ static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         zmsg_t *m = zmsg_new();
         zmsg_addstr(m, id);
         zmsg_addmem(m, PQgetvalue(res, r, 2), (size_t)PQgetlength(res, r, 2));
-        if (mc_zsock_send(peer->zs, &m) == MC_OK)
+        if (mc_zsock_send(peer->zs, &m) == MC_OK) {
             bus->stats.sent++;
+            peer->sent++;
+        }
         /* Else the lease runs out and the envelope is sent again. */
     }
     if (bus->stopping) {
@@ -755,6 +762,8 @@ static void on_dealer_recv(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
         sb_put(&peer->acks, peer->acks.len ? "," : "{", 1);
         sb_put(&peer->acks, env->ack->message_id, MC_UUID_LEN);
         peer->nacks++;
+        peer->acked++;
+        peer->last_ack_ms = mc_wall_ms();
         acks_flush(bus);
     } else if (env->body_case == MOTCUA__V1__ENVELOPE__BODY_NACK &&
                mc_uuid_valid(env->nack->message_id)) {
@@ -764,6 +773,7 @@ static void on_dealer_recv(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
         mc_db_param_int(&p, env->nack->retry_after_ms);
         mc_db_param_text(&p, env->nack->reason);
         mc_db_exec(bus->db, bus->sql_nack, &p, 0, on_nack_written, bus);
+        peer->nacked++;
     }
     mc_envelope_free(&env);
 }
@@ -790,13 +800,33 @@ static void on_pending_counted(mc_db_conn_t *conn, PGresult *res, int status, vo
     maybe_stopped(bus);
 }
 
+static void on_purged(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    mc_bus_t *bus = arg;
+    bus->counting = 0;
+    if (status != MC_OK && status != MC_ECLOSED)
+        mc_warn("bus: retention purge failed: %s",
+                res ? PQresultErrorMessage(res) : mc_strerror(status));
+    maybe_stopped(bus);
+}
+
+/* Every 5 s count the backlog; once a minute instead purge delivered outbox rows and
+ * inbox ids older than the retention (a repeat can only come while its outbox row is
+ * undelivered, i.e. within seconds to minutes, so days of inbox are ample). */
 static void on_stats_timer(uv_timer_t *t)
 {
     mc_bus_t *bus = t->data;
     if (bus->counting || bus->stopping)
         return;
     bus->counting = 1;
-    mc_db_exec(bus->db, bus->sql_pending, NULL, 0, on_pending_counted, bus);
+    if (++bus->ticks % 12 == 0) {
+        mc_db_params_t p = {0};
+        mc_db_param_int(&p, bus->retention_hours);
+        mc_db_exec(bus->db, bus->sql_retention, &p, 0, on_purged, bus);
+    } else {
+        mc_db_exec(bus->db, bus->sql_pending, NULL, 0, on_pending_counted, bus);
+    }
 }
 
 void mc_bus_kick(mc_bus_t *bus)
@@ -838,6 +868,7 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
         peer_t *peer = &bus->peers[i];
         peer->bus = bus;
         peer->name = mc_strdup(cfg->peers[i].name);
+        peer->endpoint = mc_strdup(cfg->peers[i].endpoint);
         zsock_t *dealer = zsock_new(ZMQ_DEALER);
         assert(dealer);
         zsock_set_linger(dealer, 0); /* unacknowledged envelopes are in the outbox */
@@ -886,6 +917,13 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
                                "ON CONFLICT DO NOTHING",
                                s);
     bus->sql_pending = mc_sprintf("SELECT count(*) FROM %s.outbox WHERE delivered_at IS NULL", s);
+    bus->sql_retention = mc_sprintf(
+        "WITH o AS (DELETE FROM %s.outbox WHERE seq IN (SELECT seq FROM %s.outbox"
+        "   WHERE delivered_at < now() - make_interval(hours => $1::int) LIMIT 10000))"
+        " DELETE FROM %s.inbox WHERE message_id IN (SELECT message_id FROM %s.inbox"
+        "   WHERE handled_at < now() - make_interval(hours => $1::int) LIMIT 10000)",
+        s, s, s, s);
+    bus->retention_hours = cfg->retention_hours > 0 ? cfg->retention_hours : 168;
 
     uv_timer_init(loop, &bus->tick);
     uv_timer_init(loop, &bus->stats_timer);
@@ -910,6 +948,16 @@ void mc_bus_handlers(mc_bus_t *bus, const mc_bus_handler_t *handlers, size_t n, 
 void mc_bus_stats(const mc_bus_t *bus, mc_bus_stats_t *out)
 {
     *out = bus->stats;
+}
+
+size_t mc_bus_peers(const mc_bus_t *bus, mc_bus_peer_stats_t *out, size_t max)
+{
+    for (size_t i = 0; i < bus->npeers && i < max; i++) {
+        const peer_t *p = &bus->peers[i];
+        out[i] = (mc_bus_peer_stats_t){p->name, p->endpoint, p->sent, p->acked, p->nacked,
+                                       p->last_ack_ms};
+    }
+    return bus->npeers;
 }
 
 const mc_envelope_t *mc_bus_msg_envelope(const mc_bus_msg_t *msg)
@@ -963,6 +1011,7 @@ static void on_timer_closed(uv_handle_t *h)
         return;
     for (size_t i = 0; i < bus->npeers; i++) {
         free(bus->peers[i].name);
+        free(bus->peers[i].endpoint);
         free(bus->peers[i].acks.data);
     }
     free(bus->peers);
@@ -973,6 +1022,7 @@ static void on_timer_closed(uv_handle_t *h)
     free(bus->sql_inbox);
     free(bus->sql_dead);
     free(bus->sql_pending);
+    free(bus->sql_retention);
     free(bus->service);
     free(bus);
 }

@@ -21,6 +21,7 @@
 #define MC_BUS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "db.h"
@@ -53,6 +54,7 @@ typedef struct {
     size_t npeers;
     int batch;                  /* envelopes per transaction / per relay claim */
     int lease_ms;               /* first wait for an Ack before sending again */
+    int retention_hours;        /* delivered outbox rows and inbox ids kept this long */
 } mc_bus_config_t;
 
 /* Create the bus of a service (the pool must outlive it). NULL if the ROUTER cannot
@@ -73,6 +75,18 @@ typedef struct {
     long long handled, duplicates, dead_letters, sent, acked, nacked;
 } mc_bus_stats_t;
 void mc_bus_stats(const mc_bus_t *bus, mc_bus_stats_t *out);
+
+/* What the relay knows of each destination. */
+typedef struct {
+    const char *name;
+    const char *endpoint;
+    long long sent;       /* envelopes sent to it (including repeats) */
+    long long acked;      /* Acks received from it */
+    long long nacked;     /* Nacks received from it */
+    int64_t last_ack_ms;  /* wall time of its last Ack; 0 if none yet */
+} mc_bus_peer_stats_t;
+/* Fill up to max entries; returns the number of destinations. */
+size_t mc_bus_peers(const mc_bus_t *bus, mc_bus_peer_stats_t *out, size_t max);
 /* Ask the relay to look for work now (e.g. after writing the outbox without NOTIFY). */
 void mc_bus_kick(mc_bus_t *bus);
 

@@ -44,6 +44,8 @@ static const mc_conf_item_t config_table[] = {
      "envelopes per transaction and per relay round"},
     {"MOTCUA_BUS_LEASE_MS", MC_CONF_INT, OFF(bus_lease_ms), "2000", 50, 600000, NULL,
      "first wait for an Ack before sending again (doubles per attempt, max 30 s)"},
+    {"MOTCUA_BUS_RETENTION_HOURS", MC_CONF_INT, OFF(bus_retention_hours), "168", 1, 87600, NULL,
+     "hours delivered outbox rows and handled inbox ids are kept"},
     {"MOTCUA_HTTP_MAX_BODY", MC_CONF_INT, OFF(max_body), "1048576", 1024, 104857600, NULL,
      "largest accepted request body in bytes"},
     {"MOTCUA_LOG_LEVEL", MC_CONF_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error",
@@ -90,9 +92,17 @@ static void readyz(mc_http_req_t *req, void *arg)
     int connected = mc_db_connected(svc->db);
     int ready = connected > 0 && bs.bound && !svc->stopping;
     json_t *peers = json_array();
-    for (size_t i = 0; i < MC_COUNT(svc->peers); i++)
-        json_array_append_new(peers, json_pack("{s:s, s:s}", "name", svc->peers[i].name,
-                                               "endpoint", svc->peers[i].endpoint));
+    mc_bus_peer_stats_t ps[MC_COUNT(svc->peers)];
+    size_t np = mc_bus_peers(svc->bus, ps, MC_COUNT(ps));
+    int64_t now = mc_wall_ms();
+    for (size_t i = 0; i < np && i < MC_COUNT(ps); i++) {
+        json_t *age = ps[i].last_ack_ms ? json_integer(now - ps[i].last_ack_ms) : json_null();
+        json_array_append_new(peers, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o}", "name",
+                                               ps[i].name, "endpoint", ps[i].endpoint, "sent",
+                                               (json_int_t)ps[i].sent, "acked",
+                                               (json_int_t)ps[i].acked, "nacked",
+                                               (json_int_t)ps[i].nacked, "last_ack_ms_ago", age));
+    }
     json_t *body = json_pack(
         "{s:s, s:s, s:{s:b, s:i, s:i, s:i}, s:{s:b, s:s, s:I, s:o}}", "status",
         ready ? "ready" : "unready", "service", svc->name, "database", "ok", connected > 0,
@@ -235,7 +245,8 @@ mc_service_t *mc_service_new(const char *name, int argc, char **argv,
                           .peers = svc->peers,
                           .npeers = MC_COUNT(svc->peers),
                           .batch = (int)svc->cfg.bus_batch,
-                          .lease_ms = (int)svc->cfg.bus_lease_ms};
+                          .lease_ms = (int)svc->cfg.bus_lease_ms,
+                          .retention_hours = (int)svc->cfg.bus_retention_hours};
     svc->bus = mc_bus_new(&svc->loop, svc->db, &bc);
     if (!svc->bus)
         exit(1);
@@ -291,9 +302,12 @@ static void on_timer_closed(uv_handle_t *h)
     free(mc_container_of((uv_timer_t *)h, every_t, timer));
 }
 
+/* Last step: the HTTP server closes what is left (idle connections, and requests the
+ * drain gave up on, answered 503), then the bus, then the pool both were using. */
 static void on_bus_stopped(void *arg)
 {
     mc_service_t *svc = arg;
+    mc_http_destroy(&svc->http);
     mc_bus_destroy(&svc->bus);
     mc_db_destroy(&svc->db);
     for (every_t *e = svc->timers, *next; e; e = next) {
@@ -305,6 +319,17 @@ static void on_bus_stopped(void *arg)
     uv_close((uv_handle_t *)&svc->sigint, NULL);
 }
 
+/* Every HTTP request in flight has its reply (or the wait ran out): a POST that was
+ * mid-transaction has committed and been answered. The bus goes next; the pool stays
+ * open until it is done too. */
+static void on_http_drained(void *arg)
+{
+    mc_service_t *svc = arg;
+    mc_bus_stop(svc->bus, on_bus_stopped, svc);
+}
+
+/* Stop in order, nothing lost: no new connections while the requests in flight
+ * finish, then the bus's batch in flight and its Acks, then everything closes. */
 static void on_signal(uv_signal_t *sig, int signum)
 {
     mc_service_t *svc = sig->data;
@@ -312,8 +337,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     svc->stopping = 1;
     mc_info("stopping on %s: finishing work in flight", strsignal(signum));
-    mc_http_destroy(&svc->http);
-    mc_bus_stop(svc->bus, on_bus_stopped, svc);
+    mc_http_stop(svc->http, on_http_drained, svc);
 }
 
 int mc_service_run(mc_service_t **psvc)

@@ -28,6 +28,7 @@ typedef struct {
     long db_pool;
     long bus_batch;
     long bus_lease_ms;
+    long bus_retention_hours;
     long max_body;
     int log_level;
     int log_format;
