@@ -13,14 +13,25 @@
  * valid until the reply whatever h2o does. A reply to a request h2o no longer holds
  * is dropped and only frees the wrapper.
  *
- * Shutdown. h2o 2.2 has no call that closes its connections, so mc_http_destroy()
- * does it from outside: it closes the listener, answers every request still waiting
- * for its handler with 503 and "Connection: close", and shuts down the read side of
- * every socket so that h2o, on reading end-of-file, closes each idle connection
- * itself. When the last connection handle is closed the h2o context is disposed; its
- * timers are closed with no callback, so the server's memory is freed two closing
- * passes later, once libuv is surely done with them. Afterwards uv_loop_close()
- * succeeds.
+ * Shutdown comes in two steps. mc_http_stop() is the graceful one: it closes the
+ * listener, so new connections are refused by the kernel, and sets h2o's
+ * shutdown_requested, so every response from then on says "Connection: close". A
+ * request arriving on a connection that was already open gets 503 at once; a request
+ * already with its handler (in `pending`) is left alone, and its reply goes out as
+ * usual. When `pending` empties, the `drain` timer is restarted at 0 ms so that the
+ * caller's callback runs from the loop, never from inside a handler's reply; until
+ * then the same timer is the deadline (DRAIN_TIMEOUT_MS) after which the callback runs
+ * anyway and the requests left behind are logged. "Replied" means handed to h2o: the
+ * bytes may still be in the socket's write queue, and mc_http_destroy() lets them go.
+ *
+ * h2o 2.2 has no call that closes its connections, so mc_http_destroy() does it from
+ * outside: it closes the listener if mc_http_stop() has not, answers every request
+ * still waiting for its handler with 503 and "Connection: close", and shuts down the
+ * read side of every socket so that h2o, on reading end-of-file, closes each idle
+ * connection itself. When the listener, the drain timer and the last connection handle
+ * are closed the h2o context is disposed; its timers are closed with no callback, so
+ * the server's memory is freed two closing passes later, once libuv is surely done
+ * with them. Afterwards uv_loop_close() succeeds.
  *
  * What h2o 2.2 does not tell us: it stops reading while a request is being handled,
  * so a client that hangs up is only noticed when the reply is written (the write
@@ -46,6 +57,8 @@
 #include "metrics.h"
 
 #define MAX_CAPTURES 8
+/* How long mc_http_stop waits for the handlers of requests in flight. */
+#define DRAIN_TIMEOUT_MS 10000
 
 typedef struct {
     const char *name;
@@ -69,6 +82,7 @@ struct mc_http {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_idle_t reaper[2]; /* closed one after the other to free us late enough */
+    uv_timer_t drain;    /* mc_http_stop's deadline, then the turn that calls `drained` */
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -77,8 +91,12 @@ struct mc_http {
     size_t max_body;
     void *arg;
     int port;
-    int listening; /* the listener handle is not closed yet */
-    int closing;   /* mc_http_destroy was called */
+    int listening;  /* the listener handle is not closed yet */
+    int drain_open; /* the drain timer handle is not closed yet */
+    int stopping;   /* mc_http_stop or mc_http_destroy was called: new requests get 503 */
+    int closing;    /* mc_http_destroy was called */
+    void (*drained)(void *arg); /* mc_http_stop's callback; NULL once called or cancelled */
+    void *drained_arg;
     conn_t *conns;
     mc_http_req_t *pending; /* requests h2o holds that have no reply yet */
 };
@@ -291,18 +309,25 @@ static const mc_route_t *route_find(mc_http_t *http, h2o_iovec_t method, const c
 /* ------------------------------------------------------------------ */
 /* Request wrapper                                                    */
 
+static void on_drain(uv_timer_t *timer);
+
+/* The last request in flight of a server being stopped wakes the drain timer; the
+ * callback then runs from the loop, after the reply has been handed to h2o. */
 static void req_unlink(mc_http_req_t *w)
 {
-    if (!w->http)
+    mc_http_t *http = w->http;
+    if (!http)
         return;
     if (w->prev)
         w->prev->next = w->next;
     else
-        w->http->pending = w->next;
+        http->pending = w->next;
     if (w->next)
         w->next->prev = w->prev;
     w->prev = w->next = NULL;
     w->http = NULL;
+    if (!http->pending && http->drained)
+        uv_timer_start(&http->drain, on_drain, 0, 0);
 }
 
 /* From here on nothing is sent through h2o for this wrapper. */
@@ -623,7 +648,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     const char *label = route ? route->pattern : known ? known : "unmatched";
     mc_http_req_t *w = req_new(http, req, label, path_len, caps, ncaps);
 
-    if (http->closing) {
+    if (http->stopping) {
+        /* A request on a connection opened before mc_http_stop; send_response
+         * closes the connection after it. */
         mc_http_reply_error(w, 503, "unavailable", "the service is shutting down", NULL);
     } else if (!route && allow) {
         mc_http_set_header(w, "Allow", allow);
@@ -661,7 +688,7 @@ static void on_reaper_closed(uv_handle_t *handle)
 
 static void maybe_finish(mc_http_t *http)
 {
-    if (!http->closing || http->listening || http->conns)
+    if (!http->closing || http->listening || http->drain_open || http->conns)
         return;
     assert(!http->pending);
     h2o_context_dispose(&http->ctx);
@@ -689,6 +716,38 @@ static void on_listener_closed(uv_handle_t *handle)
     mc_http_t *http = mc_container_of(handle, mc_http_t, listener);
     http->listening = 0;
     maybe_finish(http);
+}
+
+static void on_drain_closed(uv_handle_t *handle)
+{
+    mc_http_t *http = mc_container_of(handle, mc_http_t, drain);
+    http->drain_open = 0;
+    maybe_finish(http);
+}
+
+static size_t count_pending(const mc_http_t *http)
+{
+    size_t n = 0;
+    for (const mc_http_req_t *w = http->pending; w; w = w->next)
+        n++;
+    return n;
+}
+
+/* Every request in flight has been answered, or the deadline passed. */
+static void on_drain(uv_timer_t *timer)
+{
+    mc_http_t *http = mc_container_of(timer, mc_http_t, drain);
+    assert(http->drained);
+    size_t left = count_pending(http);
+    if (left)
+        mc_warn("http: %zu request(s) still unanswered after %d s; stopping without them "
+                "(mc_http_destroy answers them 503)",
+                left, DRAIN_TIMEOUT_MS / 1000);
+    else
+        mc_info("http: every request in flight has been answered");
+    void (*drained)(void *) = http->drained;
+    http->drained = NULL; /* called once, even if 503s empty `pending` again later */
+    drained(http->drained_arg);
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -798,6 +857,8 @@ mc_http_t *mc_http_new(uv_loop_t *loop, const char *host, int port, size_t max_b
 
     uv_idle_init(loop, &http->reaper[0]);
     uv_idle_init(loop, &http->reaper[1]);
+    uv_timer_init(loop, &http->drain);
+    http->drain_open = 1;
     uv_tcp_init(loop, &http->listener);
     http->listening = 1;
     int rc = uv_tcp_open(&http->listener, fd);
@@ -816,7 +877,7 @@ mc_http_t *mc_http_new(uv_loop_t *loop, const char *host, int port, size_t max_b
 
 void mc_http_routes(mc_http_t *http, const mc_route_t *routes, size_t n)
 {
-    assert(http && !http->closing);
+    assert(http && !http->stopping);
     http->routes = mc_realloc(http->routes, (http->nroutes + n) * sizeof(*http->routes));
     for (size_t i = 0; i < n; i++) {
         assert(routes[i].method && routes[i].pattern && routes[i].pattern[0] == '/' && routes[i].fn);
@@ -829,16 +890,35 @@ int mc_http_port(const mc_http_t *http)
     return http->port;
 }
 
+void mc_http_stop(mc_http_t *http, void (*drained)(void *arg), void *arg)
+{
+    assert(http && drained);
+    assert(!http->stopping && "mc_http_stop is called once, before mc_http_destroy");
+    http->stopping = 1;
+    http->drained = drained;
+    http->drained_arg = arg;
+    /* No keep-alive from here on: each connection closes after its next response. */
+    http->ctx.shutdown_requested = 1;
+    uv_close((uv_handle_t *)&http->listener, on_listener_closed);
+    size_t n = count_pending(http);
+    mc_info("http: stopped accepting connections; waiting for %zu request(s) in flight", n);
+    uv_timer_start(&http->drain, on_drain, n ? DRAIN_TIMEOUT_MS : 0, 0);
+}
+
 void mc_http_destroy(mc_http_t **pp)
 {
     if (!pp || !*pp)
         return;
     mc_http_t *http = *pp;
     *pp = NULL;
+    http->stopping = 1;
     http->closing = 1;
+    http->drained = NULL; /* a drain not over yet ends here, without its callback */
     /* h2o then answers pipelined requests with "Connection: close". */
     http->ctx.shutdown_requested = 1;
-    uv_close((uv_handle_t *)&http->listener, on_listener_closed);
+    if (!uv_is_closing((uv_handle_t *)&http->listener))
+        uv_close((uv_handle_t *)&http->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&http->drain, on_drain_closed);
     while (http->pending)
         reply_unavailable(http->pending);
     /* End-of-file on the read side makes h2o close an idle connection itself; a

@@ -34,8 +34,18 @@ typedef struct {
 mc_http_t *mc_http_new(uv_loop_t *loop, const char *host, int port, size_t max_body, void *arg);
 /* Add routes (the table must outlive the server). */
 void mc_http_routes(mc_http_t *http, const mc_route_t *routes, size_t n);
-/* Stop accepting, close the listener and all connections; frees in close callbacks.
- * Sets *http to NULL. The loop must run afterwards to finish closing. */
+/* Begin a graceful stop (SIGTERM): close the listener at once, so new connections are
+ * refused; answer requests that arrive on connections already open with 503
+ * "unavailable" and "Connection: close"; let the requests in flight (handler called,
+ * no reply yet) get their handlers' replies as usual, each closing its connection.
+ * drained(arg) is called from the loop once every one of them has replied (on the next
+ * loop turn if there are none; never from inside mc_http_stop or a reply), or after
+ * 10 s at the latest, the requests still unanswered being logged and left to
+ * mc_http_destroy. Call once; mc_http_destroy before `drained` cancels it. */
+void mc_http_stop(mc_http_t *http, void (*drained)(void *arg), void *arg);
+/* Stop accepting, answer requests still without a reply with 503 (their handlers' late
+ * replies are dropped), close every connection once its response is written; frees in
+ * close callbacks. Sets *http to NULL. The loop must run afterwards to finish closing. */
 void mc_http_destroy(mc_http_t **http);
 /* The port actually bound (useful with port 0 in tests). */
 int mc_http_port(const mc_http_t *http);

@@ -7,7 +7,7 @@ libuv1-dev libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
 libpq-dev postgresql postgresql-contrib libh2o-dev libssl-dev libjansson-dev
 libcurl4-openssl-dev libsodium-dev libcmocka-dev
 python3 python3-zmq python3-protobuf python3-psycopg2
-nginx-light docker-compose curl procps iproute2"
+nginx-light docker-compose curl procps iproute2 wrk"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

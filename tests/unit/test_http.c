@@ -5,7 +5,10 @@
  * the test thread checks it after the loop has ended, because cmocka's assertions
  * belong to the test thread. When the client is done it wakes the loop through a
  * uv_async, which destroys the server; every test then requires uv_loop_close() to
- * succeed, i.e. that the server closed every handle it opened. */
+ * succeed, i.e. that the server closed every handle it opened. The graceful stop is
+ * driven either by a handler (deterministic: while its own request is in flight) or
+ * by the client through a second uv_async; its `drained` callback destroys the server,
+ * as the services' shutdown does after the bus. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -161,6 +164,7 @@ struct fixture {
     uv_loop_t loop;
     mc_http_t *http;
     uv_async_t wake;     /* the client asks the loop to stop the server */
+    uv_async_t stop;     /* the client asks the loop for mc_http_stop */
     uv_timer_t watchdog; /* stops everything if a test hangs */
     pthread_t thread;
     client_fn client;
@@ -170,13 +174,19 @@ struct fixture {
     /* Loop thread. */
     int echo_calls;
     int late_replies;
+    int drained_calls;
+    int drained_in_stop;     /* drained_calls right after mc_http_stop returned */
+    int replies_at_drain;    /* late_replies when `drained` ran */
+    uint64_t stop_ns, drained_ns;
     /* Client thread, read after join. */
     response_t res[4];
     double elapsed;
     int saw_eof;
+    int refused;       /* a new connection was refused after the stop */
+    int refused_after; /* ... and still after the drain */
 };
 
-enum { LATER_REPLY, LATER_DESTROY };
+enum { LATER_REPLY, LATER_DESTROY, LATER_STOP };
 
 typedef struct {
     uv_timer_t timer;
@@ -190,12 +200,33 @@ static void later_closed(uv_handle_t *handle)
     free(mc_container_of(handle, later_t, timer));
 }
 
+/* Like a service after its bus has stopped. */
+static void on_drained(void *arg)
+{
+    fixture_t *fx = arg;
+    fx->drained_calls++;
+    fx->replies_at_drain = fx->late_replies;
+    fx->drained_ns = uv_hrtime();
+    mc_http_destroy(&fx->http);
+}
+
+static void graceful_stop(fixture_t *fx)
+{
+    if (!fx->http)
+        return;
+    fx->stop_ns = uv_hrtime();
+    mc_http_stop(fx->http, on_drained, fx);
+    fx->drained_in_stop = fx->drained_calls;
+}
+
 static void later_fire(uv_timer_t *timer)
 {
     later_t *l = mc_container_of(timer, later_t, timer);
     if (l->action == LATER_REPLY) {
         mc_http_reply_json(l->req, 200, json_pack("{s:b}", "late", 1));
         l->fx->late_replies++;
+    } else if (l->action == LATER_STOP) {
+        graceful_stop(l->fx);
     } else {
         mc_http_destroy(&l->fx->http);
     }
@@ -248,11 +279,28 @@ static void hang_get(mc_http_req_t *req, void *arg)
     later(arg, req, LATER_REPLY, 150);
 }
 
+/* SIGTERM arrives while this request's work (a transaction, say) is under way. */
+static void drain_get(mc_http_req_t *req, void *arg)
+{
+    later(arg, NULL, LATER_STOP, 20);
+    later(arg, req, LATER_REPLY, 300);
+}
+
+/* The same, but the server is destroyed before the work is done. */
+static void abandon_get(mc_http_req_t *req, void *arg)
+{
+    later(arg, NULL, LATER_STOP, 20);
+    later(arg, NULL, LATER_DESTROY, 40);
+    later(arg, req, LATER_REPLY, 150);
+}
+
 static const mc_route_t routes[] = {
     {"GET", "/v1/dossiers/{code}/items/{item}", items_get},
     {"POST", "/v1/echo", echo_post},
     {"GET", "/v1/slow", slow_get},
     {"GET", "/v1/hang", hang_get},
+    {"GET", "/v1/drain", drain_get},
+    {"GET", "/v1/abandon", abandon_get},
 };
 
 static void on_wake(uv_async_t *async)
@@ -261,8 +309,14 @@ static void on_wake(uv_async_t *async)
     mc_http_destroy(&fx->http);
     if (atomic_load(&fx->client_done)) {
         uv_close((uv_handle_t *)&fx->wake, NULL);
+        uv_close((uv_handle_t *)&fx->stop, NULL);
         uv_close((uv_handle_t *)&fx->watchdog, NULL);
     }
+}
+
+static void on_stop(uv_async_t *async)
+{
+    graceful_stop(mc_container_of(async, fixture_t, stop));
 }
 
 static void on_watchdog(uv_timer_t *timer)
@@ -298,6 +352,7 @@ static void run(fixture_t *fx, size_t max_body, client_fn client)
     assert_true(fx->port > 0);
     fx->client = client;
     uv_async_init(&fx->loop, &fx->wake, on_wake);
+    uv_async_init(&fx->loop, &fx->stop, on_stop);
     uv_timer_init(&fx->loop, &fx->watchdog);
     uv_timer_start(&fx->watchdog, on_watchdog, 15000, 0);
     assert_int_equal(pthread_create(&fx->thread, NULL, client_main, fx), 0);
@@ -569,6 +624,130 @@ static void destroy_closes_idle_connections(void **state)
     assert_true(fx.saw_eof);
 }
 
+static const char keep_alive_get[] = "GET /v1/dossiers/a/items/b HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/* Once the listener is closed, connecting fails at once (loopback answers RST). */
+static int refused_within(int port, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 5) {
+        int fd = client_connect(port);
+        if (fd < 0)
+            return 1;
+        close(fd);
+        usleep(5 * 1000);
+    }
+    return 0;
+}
+
+static int eof_next(int fd)
+{
+    char byte;
+    return recv(fd, &byte, 1, 0) == 0;
+}
+
+static void client_drain(fixture_t *fx)
+{
+    /* An idle keep-alive connection, opened before the stop. */
+    int idle = client_connect(fx->port);
+    if (idle < 0 || send_all(idle, keep_alive_get, strlen(keep_alive_get)) != 0 ||
+        read_response(idle, &fx->res[0]) != 0)
+        goto out;
+    /* The request in flight: its handler stops the server 20 ms in, replies at 300. */
+    int busy = client_connect(fx->port);
+    const char *raw = "GET /v1/drain HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (busy < 0 || send_all(busy, raw, strlen(raw)) != 0) {
+        if (busy >= 0)
+            close(busy);
+        goto out;
+    }
+    fx->refused = refused_within(fx->port, 1000);
+    /* A new request on the idle connection, during the drain. */
+    if (send_all(idle, keep_alive_get, strlen(keep_alive_get)) == 0 &&
+        read_response(idle, &fx->res[1]) == 0)
+        fx->saw_eof = eof_next(idle);
+    if (read_response(busy, &fx->res[2]) == 0 && eof_next(busy))
+        fx->saw_eof++;
+    close(busy);
+    fx->refused_after = refused_within(fx->port, 0);
+out:
+    if (idle >= 0)
+        close(idle);
+}
+
+static void stop_waits_for_requests_in_flight(void **state)
+{
+    (void)state;
+    fixture_t fx;
+    run(&fx, 1024, client_drain);
+    char conn[32];
+    assert_int_equal(fx.res[0].status, 200);
+    assert_true(fx.refused);
+    /* The late request on the old connection: refused, and the connection closed. */
+    assert_error(&fx.res[1], 503, "unavailable");
+    assert_non_null(response_header(&fx.res[1], "connection", conn, sizeof conn));
+    assert_string_equal(conn, "close");
+    /* The request in flight got its real reply, then its connection closed. */
+    assert_int_equal(fx.res[2].status, 200);
+    assert_string_equal(fx.res[2].body, "{\"late\":true}");
+    assert_non_null(response_header(&fx.res[2], "connection", conn, sizeof conn));
+    assert_string_equal(conn, "close");
+    assert_int_equal(fx.saw_eof, 2);
+    assert_true(fx.refused_after);
+    /* Drained once, from the loop, after the reply and not before. */
+    assert_int_equal(fx.drained_in_stop, 0);
+    assert_int_equal(fx.drained_calls, 1);
+    assert_int_equal(fx.replies_at_drain, 1);
+    assert_true(fx.drained_ns - fx.stop_ns >= 250 * 1000000ull);
+    assert_true(fx.drained_ns - fx.stop_ns < 2000 * 1000000ull); /* not by the 10 s deadline */
+    assert_true(has_metric_line("motcua_http_requests_total{route=\"/v1/drain\",status=\"200\"} 1"));
+    assert_true(has_metric_line(
+        "motcua_http_requests_total{route=\"/v1/dossiers/{code}/items/{item}\",status=\"503\"} 1"));
+}
+
+static void client_idle_stop(fixture_t *fx)
+{
+    int fd = client_connect(fx->port);
+    if (fd < 0)
+        return;
+    if (send_all(fd, keep_alive_get, strlen(keep_alive_get)) == 0 &&
+        read_response(fd, &fx->res[0]) == 0) {
+        /* Nothing in flight, one idle connection: drained at once, then destroyed. */
+        uv_async_send(&fx->stop);
+        fx->saw_eof = eof_next(fd);
+        fx->refused = refused_within(fx->port, 0);
+    }
+    close(fd);
+}
+
+static void stop_with_nothing_in_flight(void **state)
+{
+    (void)state;
+    fixture_t fx;
+    run(&fx, 1024, client_idle_stop);
+    assert_int_equal(fx.res[0].status, 200);
+    assert_int_equal(fx.drained_in_stop, 0); /* never from inside mc_http_stop */
+    assert_int_equal(fx.drained_calls, 1);
+    assert_true(fx.drained_ns - fx.stop_ns < 100 * 1000000ull);
+    assert_true(fx.saw_eof);
+    assert_true(fx.refused);
+}
+
+static void client_abandon(fixture_t *fx)
+{
+    request_str(fx->port, "GET /v1/abandon HTTP/1.1\r\nHost: x\r\n\r\n", &fx->res[0]);
+    usleep(200 * 1000); /* the handler's late reply comes and is dropped */
+}
+
+static void destroy_during_drain(void **state)
+{
+    (void)state;
+    fixture_t fx;
+    run(&fx, 1024, client_abandon);
+    assert_error(&fx.res[0], 503, "unavailable");
+    assert_int_equal(fx.drained_calls, 0); /* cancelled by the destroy */
+    assert_int_equal(fx.late_replies, 1);
+}
+
 static void client_none(fixture_t *fx)
 {
     (void)fx;
@@ -602,6 +781,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(client_disconnects_before_reply, reset_metrics),
     cmocka_unit_test_setup(destroy_with_pending_request, reset_metrics),
     cmocka_unit_test_setup(destroy_closes_idle_connections, reset_metrics),
+    cmocka_unit_test_setup(stop_waits_for_requests_in_flight, reset_metrics),
+    cmocka_unit_test_setup(stop_with_nothing_in_flight, reset_metrics),
+    cmocka_unit_test_setup(destroy_during_drain, reset_metrics),
     cmocka_unit_test_setup(loop_closes_after_destroy, reset_metrics),
 };
 MC_TEST_GROUP(http, tests, NULL, reset_metrics);
