@@ -5,8 +5,9 @@
  * is not up yet), and creates the loop, the database pool, the bus (ROUTER bound,
  * DEALERs to every other service) and the HTTP server with /healthz, /readyz and
  * /metrics. mc_service_run runs the loop until SIGTERM or SIGINT, then stops in
- * order: no new HTTP connections, the bus finishes its batch in flight and sends its
- * Acks, timers stop, the pool closes; the loop must then close cleanly. */
+ * order: no new HTTP connections and HTTP requests in flight finish (up to 10 s), the
+ * bus finishes its batch in flight and sends its Acks, timers stop, the pool closes;
+ * the loop must then close cleanly. */
 #ifndef MC_SERVICE_H
 #define MC_SERVICE_H
 
