@@ -41,7 +41,8 @@ UNIT := $(BUILD)/bin/unit-tests
 .PHONY: all deps test unit system run up down bench format format-check clean help compose-check
 .DEFAULT_GOAL := all
 # Generated sources (protobuf, embedded SQL) are kept, not deleted as intermediates.
-.SECONDARY:
+.SECONDARY: $(PROTO_C) $(PROTO_C:.c=.h) $(BUILD)/gen/common_sql.c $(BUILD)/gen/probe_sql.c \
+	$(foreach s,$(SERVICES),$(BUILD)/gen/$(s)_sql.c)
 
 all: deps-quiet $(BINS) $(UNIT)
 

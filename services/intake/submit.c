@@ -161,7 +161,7 @@ static int validate(json_t *in, const char **agency, verdict_t *v)
         return refuse(v, 400, "channel", "channel must be online, direct or postal");
     *agency = member(in, "agency", 32, &bad);
     if (bad || (*agency && !charset_ok(*agency, ".-", 32)))
-        return refuse(v, 400, "agency", "agency code: letters, digits and dots");
+        return refuse(v, 400, "agency", "agency code: letters, digits, dots and dashes");
     if (validate_applicant(json_object_get(in, "applicant"), v))
         return -1;
     if (validate_documents(json_object_get(in, "documents"), v))

@@ -115,7 +115,8 @@ void case_show(mc_http_req_t *req, void *arg)
         "SELECT json_build_object('code', c.code, 'procedure', c.procedure_code,"
         " 'agency', c.agency_code, 'channel', c.channel, 'state', c.state,"
         " 'events', (SELECT coalesce(json_agg(json_build_object('from', e.from_state,"
-        "   'to', e.to_state, 'actor', e.actor, 'note', e.note, 'at', e.at) ORDER BY e.id), '[]')"
+        "   'to', e.to_state, 'actor', e.actor, 'note', e.note, 'at', to_char(e.at AT TIME ZONE"
+        "   'Asia/Ho_Chi_Minh', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"')) ORDER BY e.id), '[]')"
         "   FROM routing.case_events e WHERE e.code = c.code))"
         " FROM routing.cases c WHERE c.code = $1";
     mc_db_params_t p = {0};
