@@ -387,10 +387,10 @@ static void on_dead_written(mc_db_conn_t *conn, PGresult *res, int status, void 
     item_next(bus);
 }
 
-/* Record work[at] as a dead letter inside the open transaction, then go on. */
-static void dead_letter(mc_bus_t *bus, const char *reason)
+/* Insert the dead letter of item `it` (inside the open transaction). */
+static void dead_letter_insert(mc_bus_t *bus, const item_t *it, const char *reason,
+                               mc_db_result_fn fn)
 {
-    item_t *it = bus->work[bus->at];
     const mc_envelope_t *env = bus->msg.env;
     mc_logd(MC_LOG_WARN, env ? env->trace_id : NULL, env ? env->dossier_code : NULL,
             "bus: dead letter %s: %s", it->id[0] ? it->id : "(no id)", reason);
@@ -401,7 +401,13 @@ static void dead_letter(mc_bus_t *bus, const char *reason)
     mc_db_param_text(&p, env ? env->dossier_code : NULL);
     mc_db_param_bytes(&p, it->data ? (const void *)it->data : "", it->len);
     mc_db_param_text(&p, reason);
-    mc_db_query(bus->conn, bus->sql_dead, &p, 0, on_dead_written, bus);
+    mc_db_query(bus->conn, bus->sql_dead, &p, 0, fn, bus);
+}
+
+/* Record work[at] as a dead letter inside the open transaction, then go on. */
+static void dead_letter(mc_bus_t *bus, const char *reason)
+{
+    dead_letter_insert(bus, bus->work[bus->at], reason, on_dead_written);
 }
 
 void mc_bus_done(mc_bus_msg_t *msg, int status, const char *reason)
@@ -505,6 +511,14 @@ static void tx_start(mc_bus_t *bus, size_t lo, size_t hi)
 
 /* ---- a permanent failure of a single envelope: inbox row + dead letter ---- */
 
+static void on_dead_rolled_back(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    (void)res;
+    (void)status;
+    tx_done(arg);
+}
+
 static void on_dead_commit(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     (void)conn;
@@ -514,12 +528,15 @@ static void on_dead_commit(mc_db_conn_t *conn, PGresult *res, int status, void *
     if (status == MC_OK) {
         bus->stats.dead_letters++;
         send_reply(bus, it, 1, NULL);
-    } else {
-        send_reply(bus, it, 0, "dead letter not recorded");
-        if (status == MC_EDB)
-            mc_db_query(bus->conn, "ROLLBACK", NULL, 0, NULL, NULL);
+        tx_done(bus);
+        return;
     }
-    tx_done(bus);
+    /* Not recorded: it comes again and is judged again. */
+    send_reply(bus, it, 0, "dead letter not recorded");
+    if (status == MC_EDB)
+        mc_db_query(bus->conn, "ROLLBACK", NULL, 0, on_dead_rolled_back, bus);
+    else
+        tx_done(bus);
 }
 
 static void on_dead_step(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
@@ -543,18 +560,7 @@ static void on_dead_inbox(mc_db_conn_t *conn, PGresult *res, int status, void *a
         on_dead_commit(conn, res, status, arg);
         return;
     }
-    item_t *it = bus->work[bus->lo];
-    const mc_envelope_t *env = bus->msg.env;
-    mc_logd(MC_LOG_WARN, env->trace_id, env->dossier_code, "bus: dead letter %s: %s", it->id,
-            bus->reason);
-    mc_db_params_t p = {0};
-    mc_db_param_text(&p, it->id);
-    mc_db_param_text(&p, env->source);
-    mc_db_param_text(&p, env->type);
-    mc_db_param_text(&p, env->dossier_code);
-    mc_db_param_bytes(&p, it->data, it->len);
-    mc_db_param_text(&p, bus->reason);
-    mc_db_query(bus->conn, bus->sql_dead, &p, 0, on_dead_step, bus);
+    dead_letter_insert(bus, bus->work[bus->lo], bus->reason, on_dead_step);
 }
 
 static void on_dead_begin(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
