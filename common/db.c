@@ -190,6 +190,12 @@ static void conn_complete(mc_db_conn_t *c, int status)
     PQclear(res);
 }
 
+static void retry_later(mc_db_conn_t *c)
+{
+    uv_timer_start(&c->retry, on_retry, (uint64_t)c->backoff_ms, 0);
+    c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
+}
+
 static void on_poll_closed(uv_handle_t *h)
 {
     mc_db_conn_t *c = h->data;
@@ -198,10 +204,10 @@ static void on_poll_closed(uv_handle_t *h)
         c->pg = NULL;
     }
     c->poll_open = 0;
-    if (!c->db->closing && c->state == CONN_DOWN) {
-        uv_timer_start(&c->retry, on_retry, (uint64_t)c->backoff_ms, 0);
-        c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
-    }
+    /* A held connection stays down until it is released: its caller's session (and
+     * transaction) is gone, and a new one must not silently take its place. */
+    if (!c->db->closing && c->state == CONN_DOWN && !c->held)
+        retry_later(c);
     conn_unref(c);
 }
 
@@ -214,7 +220,7 @@ static void conn_broken(mc_db_conn_t *c, const char *why)
         mc_warn("db: connection lost: %s", why);
     c->down_logged = 1;
     c->state = CONN_DOWN;
-    if (c->poll_open) {
+    if (c->poll_open && !uv_is_closing((uv_handle_t *)&c->poll)) {
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, on_poll_closed);
     }
@@ -435,7 +441,16 @@ void mc_db_release(mc_db_conn_t *c)
 {
     assert(c->held && !c->busy);
     c->held = 0;
-    if (c->state != CONN_UP || c->db->closing)
+    if (c->db->closing)
+        return;
+    if (c->state == CONN_DOWN) {
+        /* It broke while held; reconnect now, unless its poll handle is still closing
+         * (on_poll_closed does it then). */
+        if (!c->poll_open)
+            retry_later(c);
+        return;
+    }
+    if (c->state != CONN_UP)
         return;
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         conn_internal(c, "ROLLBACK");
@@ -559,7 +574,8 @@ static void conn_close(mc_db_conn_t *c)
     uv_timer_stop(&c->retry);
     if (c->busy)
         conn_complete(c, MC_ECLOSED);
-    if (c->poll_open) {
+    /* The poll handle may already be closing (the connection broke in this turn). */
+    if (c->poll_open && !uv_is_closing((uv_handle_t *)&c->poll)) {
         c->state = CONN_DOWN;
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, on_poll_closed);

@@ -83,10 +83,10 @@ void mc_envelope_stamp(mc_envelope_t *env, const char *source, const char *trace
     env->source = mc_strdup(source);
     env->trace_id = mc_strdup(trace_id && *trace_id ? trace_id : id);
     env->causation_id = mc_strdup(causation_id ? causation_id : "");
-    if (!env->dossier_code || env->dossier_code == (char *)protobuf_c_empty_string)
-        env->dossier_code = mc_strdup("");
-    else
-        env->dossier_code = mc_strdup(env->dossier_code);
+    /* The dossier code is the caller's: left as it is (not copied, not freed), so an
+     * envelope can be stamped again, e.g. for a second destination. */
+    if (!env->dossier_code)
+        env->dossier_code = (char *)protobuf_c_empty_string;
     env->time_ms = mc_wall_ms();
     env->schema_version = MC_SCHEMA_VERSION;
 }
@@ -98,7 +98,6 @@ void mc_envelope_free_stamp(mc_envelope_t *env)
     mc_free(&env->source);
     mc_free(&env->trace_id);
     mc_free(&env->causation_id);
-    mc_free(&env->dossier_code);
 }
 
 uint8_t *mc_envelope_encode(const mc_envelope_t *env, size_t *len)

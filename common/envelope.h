@@ -28,8 +28,9 @@ const char *mc_body_name(mc_body_t body);
 size_t mc_body_consumers(mc_body_t body, const char *const **services);
 
 /* Stamp an envelope before it is written to the outbox: new message id, type from
- * the body, source, time, schema version. Strings are allocated with mc_strdup and
- * freed by mc_envelope_free_stamp. */
+ * the body, source, trace, causation, time, schema version. Those strings are
+ * allocated with mc_strdup and freed by mc_envelope_free_stamp; dossier_code stays
+ * the caller's (NULL becomes ""). */
 void mc_envelope_stamp(mc_envelope_t *env, const char *source, const char *trace_id,
                        const char *causation_id);
 void mc_envelope_free_stamp(mc_envelope_t *env);

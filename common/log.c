@@ -88,6 +88,17 @@ static size_t append(char *buf, size_t len, size_t cap, const char *s)
     return len + n;
 }
 
+/* 1 if a key=value value must be quoted to stay one token on one line. */
+static int needs_quote(const char *s)
+{
+    if (!*s)
+        return 1;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == '"' || *s == '=' || *s == '\\' || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
 static size_t append_field(char *buf, size_t len, size_t cap, const char *key, const char *value,
                            int quote)
 {
@@ -101,7 +112,10 @@ static size_t append_field(char *buf, size_t len, size_t cap, const char *key, c
         len = append(buf, len, cap, " ");
     len = append(buf, len, cap, key);
     len = append(buf, len, cap, "=");
-    return quote ? append_quoted(buf, len, cap, value) : append(buf, len, cap, value);
+    /* trace and dossier may come from outside (a URL, a peer's envelope): quote them
+     * when they could otherwise forge fields or lines. */
+    return quote || needs_quote(value) ? append_quoted(buf, len, cap, value)
+                                       : append(buf, len, cap, value);
 }
 
 void mc_log_(mc_log_level_t level, const char *trace, const char *dossier, const char *fmt, ...)

@@ -63,11 +63,19 @@ static int applied(PGconn *conn, const char *schema, const char *component, int 
 int mc_migrate(PGconn *conn, const char *schema, const char *component,
                const mc_migration_t *migrations, int count, char *err, size_t errlen)
 {
-    for (const char *p = schema; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9'))) {
-            snprintf(err, errlen, "schema name '%s' must be lower-case letters, digits, _", schema);
-            return MC_EINVAL;
-        }
+    /* The name is used unquoted ("@schema@", "<schema>.outbox", "<schema>_outbox"
+     * channels, 63 bytes at most): a plain lower-case identifier, not too long. */
+    size_t slen = strlen(schema);
+    int valid = slen > 0 && slen <= 48 && !(schema[0] >= '0' && schema[0] <= '9');
+    for (const char *p = schema; valid && *p; p++)
+        valid = (*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9');
+    if (!valid) {
+        snprintf(err, errlen,
+                 "schema name '%s' must be 1 to 48 lower-case letters, digits or _, not "
+                 "starting with a digit",
+                 schema);
+        return MC_EINVAL;
+    }
     /* The bookkeeping table itself is created idempotently, outside any migration. */
     char *boot = mc_sprintf(
         "SELECT pg_advisory_lock(hashtext('motcua.migrate.%s'));"

@@ -3,7 +3,7 @@
  * Migrations are embedded in the binaries (mk/embed_sql.sh turns NNN_title.sql files
  * into an mc_migration_t array). mc_migrate() applies, in version order, those not yet
  * recorded in <schema>.schema_migrations, each in its own transaction together with
- * its record, under a transaction-level advisory lock on the schema so that replicas
+ * its record, under a session-level advisory lock on the schema so that replicas
  * starting together apply each migration once. The text "@schema@" in a migration is
  * replaced by the schema name, so the bus tables (common/sql) serve every service.
  * It runs at start-up, before the loop, on a blocking connection. */

@@ -2,6 +2,7 @@
  *
  * Every test sets the variables it reads (names prefixed MOTCUA_UT_ so nothing real
  * is touched) and unsets them in teardown, so tests do not depend on order. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

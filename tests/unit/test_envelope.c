@@ -146,7 +146,6 @@ static void stamp_fills_header(void **state)
     assert_string_equal(env.trace_id, "trace-1");
     assert_string_equal(env.causation_id, "11111111-2222-4333-8444-555555555555");
     assert_string_equal(env.dossier_code, "G09.12-241123-0001");
-    assert_ptr_not_equal(env.dossier_code, code); /* a copy */
     assert_true(env.time_ms >= before && env.time_ms <= mc_wall_ms());
     assert_int_equal(env.schema_version, MC_SCHEMA_VERSION);
     mc_envelope_free_stamp(&env);
@@ -167,7 +166,6 @@ static void stamp_defaults(void **state)
     assert_string_equal(env.trace_id, env.message_id); /* a new trace starts here */
     assert_string_equal(env.causation_id, "");
     assert_string_equal(env.dossier_code, "");
-    assert_ptr_not_equal(env.dossier_code, protobuf_c_empty_string);
     mc_envelope_free_stamp(&env);
 
     mc_envelope_stamp(&env, "routing", "", NULL); /* empty trace: also new */

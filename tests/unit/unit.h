@@ -41,6 +41,18 @@ typedef struct {
 #define MC_DECLARE_GROUP(g) extern const mc_test_group_t mc_test_group_##g;
 MC_TEST_GROUPS(MC_DECLARE_GROUP)
 
+/* Tests skipped so far (the runner reports them apart from the passed ones). */
+extern int mc_test_skipped;
+
+/* In a test whose group setup made a database fixture in *state (NULL when there is
+ * no test database): declare `type *name` from it, or skip the test. */
+#define MC_NEED_DB(type, name)                                                                   \
+    type *name = *state;                                                                         \
+    if (!name) {                                                                                 \
+        mc_test_skipped++;                                                                       \
+        skip();                                                                                  \
+    }
+
 /* Connection string of the test PostgreSQL (MOTCUA_TEST_DATABASE_URL), or NULL:
  * tests that need a database skip when it is unset. */
 const char *mc_test_db_url(void);
