@@ -123,6 +123,7 @@ size_t mc_outbox_count(const mc_outbox_t *ob)
 
 void mc_outbox_write(mc_outbox_t *ob, mc_db_conn_t *conn, mc_db_result_fn fn, void *arg)
 {
+    assert(!ob->sql && "an outbox is written once");
     sb_close_array(&ob->ids);
     sb_close_array(&ob->dests);
     sb_close_array(&ob->codes);
@@ -1045,6 +1046,7 @@ void mc_bus_destroy(mc_bus_t **pbus)
         bus->queue_head = it->next;
         item_free(it);
     }
+    mc_db_unlisten(bus->db);
     mc_zsock_destroy(&bus->router);
     for (size_t i = 0; i < bus->npeers; i++)
         mc_zsock_destroy(&bus->peers[i].zs);

@@ -111,7 +111,7 @@ void mc_outbox_add_to(mc_outbox_t *ob, const char *destination, mc_envelope_t *e
                       const char *trace, const char *causation);
 size_t mc_outbox_count(const mc_outbox_t *ob);
 /* Insert every added envelope with one statement on conn (inside the caller's
- * transaction); fn gets the result as for mc_db_query. */
+ * transaction), once per outbox; fn gets the result as for mc_db_query. */
 void mc_outbox_write(mc_outbox_t *ob, mc_db_conn_t *conn, mc_db_result_fn fn, void *arg);
 void mc_outbox_destroy(mc_outbox_t **ob);
 

@@ -175,7 +175,7 @@ static void conn_complete(mc_db_conn_t *c, int status)
     c->internal = 0;
     if (internal) {
         if (c->listener && status == MC_OK) {
-            for (int i = 0; i < c->db->nchannels; i++)
+            for (int i = 0; i < c->db->nchannels && c->db->notify_fn; i++)
                 c->db->notify_fn(c->db->channels[i], NULL, c->db->notify_arg);
         }
         PQclear(res);
@@ -234,7 +234,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     mc_db_conn_t *c = h->data;
     if (status < 0) {
-        conn_broken(c, uv_strerror(status));
+        /* libuv reports a socket error (POLLERR) as UV_EBADF; libpq knows what it was. */
+        PQconsumeInput(c->pg);
+        const char *why = PQerrorMessage(c->pg);
+        conn_broken(c, why && *why ? why : uv_strerror(status));
         return;
     }
     if (events & UV_WRITABLE) {
@@ -528,6 +531,12 @@ static void conn_send_listen(mc_db_conn_t *c)
     }
     conn_internal(c, sql);
     free(sql);
+}
+
+void mc_db_unlisten(mc_db_t *db)
+{
+    db->notify_fn = NULL;
+    db->notify_arg = NULL;
 }
 
 void mc_db_listen(mc_db_t *db, const char *channel, mc_db_notify_fn fn, void *arg)

@@ -68,6 +68,9 @@ void mc_db_exec(mc_db_t *db, const char *sql, const mc_db_params_t *params, int 
 /* LISTEN on channel through a dedicated connection that re-listens on reconnect. */
 void mc_db_listen(mc_db_t *db, const char *channel, mc_db_notify_fn fn, void *arg);
 
+/* Stop calling the notification callback (its owner is going away). */
+void mc_db_unlisten(mc_db_t *db);
+
 /* Connections currently open and usable (for /readyz). */
 int mc_db_connected(const mc_db_t *db);
 /* Size of the pool, and callers waiting for a connection. */
