@@ -28,6 +28,7 @@ typedef struct {
 /* The list of groups: add a line per new test file. */
 #define MC_TEST_GROUPS(X)                                                                        \
     X(mc)                                                                                        \
+    X(dossier_state)                                                                             \
     X(config)                                                                                    \
     X(log)                                                                                       \
     X(zsock)                                                                                     \
