@@ -37,6 +37,7 @@ typedef struct {
     X(http)                                                                                      \
     X(metrics)                                                                                   \
     X(envelope)                                                                                  \
+    X(calendar)                                                                                  \
     X(bus)
 
 #define MC_DECLARE_GROUP(g) extern const mc_test_group_t mc_test_group_##g;
