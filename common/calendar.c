@@ -790,3 +790,27 @@ int mc_calendar_iso8601(int64_t ms, char out[MC_CALENDAR_ISO_LEN])
             out[fields[i].at + k] = (char)('0' + v % 10);
     return 0;
 }
+
+int64_t mc_calendar_due_days(const mc_calendar_t *cal, int64_t received_ms, double days,
+                             int cutoff_minute)
+{
+    if (!(days >= 0 && days <= MC_CALENDAR_MAX_DAYS))
+        return MC_CALENDAR_INVALID;
+    int64_t start = mc_calendar_due(cal, received_ms, 0, cutoff_minute);
+    if (start == MC_CALENDAR_INVALID)
+        return start;
+    double ms = days * (double)mc_calendar_day_minutes(cal) * 60000.0;
+    return mc_calendar_add_working_ms(cal, start, (int64_t)(ms + 0.5));
+}
+
+int mc_calendar_parse_cutoff(const char *text)
+{
+    if (!text || !*text)
+        return -1;
+    int hh, mm;
+    char extra;
+    if (strlen(text) != 5 || sscanf(text, "%2d:%2d%c", &hh, &mm, &extra) != 2 || hh < 0 ||
+        hh > 23 || mm < 0 || mm > 59)
+        return MC_EINVAL;
+    return hh * 60 + mm;
+}

@@ -148,6 +148,16 @@ int64_t mc_calendar_next_working_day_start(const mc_calendar_t *cal, int64_t ms)
 int64_t mc_calendar_due(const mc_calendar_t *cal, int64_t received_ms, int days,
                         int cutoff_minute) MC_MUST_USE;
 
+/* As mc_calendar_due, for a fractional number of working days (workflow steps take
+ * shares like 0.25 of a day): counting starts as above, then days x the working
+ * minutes of a day (in milliseconds, rounded) are added. */
+int64_t mc_calendar_due_days(const mc_calendar_t *cal, int64_t received_ms, double days,
+                             int cutoff_minute) MC_MUST_USE;
+
+/* Minutes after midnight of "HH:MM" (0..1439), or -1 for NULL/"" (no cut-off), or
+ * MC_EINVAL for anything else. */
+int mc_calendar_parse_cutoff(const char *text) MC_MUST_USE;
+
 /* ---- local time (UTC+7) ---- */
 
 /* The Unix ms of a local date and time, or MC_CALENDAR_INVALID if it is not one

@@ -38,6 +38,7 @@ int mc_uuid_valid(const char *s)
 static const char *const to_routing[] = {"routing"};
 static const char *const to_intake[] = {"intake"};
 static const char *const to_notify[] = {"notify"};
+static const char *const to_interconnect[] = {"interconnect"};
 
 static const struct {
     mc_body_t body;
@@ -48,6 +49,7 @@ static const struct {
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, "DossierSubmitted", to_routing, 1},
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged", to_intake, 1},
     {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "NotificationRequested", to_notify, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, "HandoffRequested", to_interconnect, 1},
     {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, "BusProbe", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_ACK, "Ack", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_NACK, "Nack", NULL, 0},

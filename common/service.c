@@ -2,12 +2,14 @@
  * the six services. */
 #include "service.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -52,6 +54,10 @@ static const mc_conf_item_t config_table[] = {
      "lowest level logged"},
     {"MOTCUA_LOG_FORMAT", MC_CONF_ENUM, OFF(log_format), "kv", 0, 0, "kv|json",
      "log line format"},
+    {"MOTCUA_DATA_DIR", MC_CONF_STRING, OFF(data_dir), "deploy/data", 0, 0, NULL,
+     "folder of calendar.csv and catalog/ (reloaded on SIGHUP)"},
+    {"MOTCUA_WORK_HOURS", MC_CONF_STRING, OFF(work_hours), "07:30-11:30,13:00-17:00", 0, 0, NULL,
+     "working hours of the one-stop offices (local time)"},
 };
 
 typedef struct every {
@@ -65,7 +71,13 @@ struct mc_service {
     char name[32];
     mc_service_config_t cfg;
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    mc_calendar_t *calendar;
+    int catalog_wanted;      /* 0 none, 1 agencies, 2 agencies and procedures */
+    int reloading;
+    uv_work_t reload_work;
+    char reload_err[512];
+    int reload_rc;
     mc_db_t *db;
     mc_bus_t *bus;
     mc_http_t *http;
@@ -195,6 +207,117 @@ static void migrate_or_exit(mc_service_t *svc, const mc_migration_t *m, int n)
     }
 }
 
+/* Read MOTCUA_DATA_DIR/calendar.csv into a new calendar; NULL with the reason. */
+static mc_calendar_t *calendar_read(const mc_service_config_t *cfg, char *err, size_t errlen)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/calendar.csv", cfg->data_dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s (set MOTCUA_DATA_DIR to the folder of "
+                 "calendar.csv and catalog/): %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0, n;
+    char buf[8192];
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (len + n > cap) {
+            cap = (len + n) * 2;
+            text = mc_realloc(text, cap);
+        }
+        memcpy(text + len, buf, n);
+        len += n;
+    }
+    fclose(f);
+    mc_calendar_t *cal = mc_calendar_new();
+    char why[400];
+    if (mc_calendar_set_hours(cal, cfg->work_hours, why, sizeof why) != MC_OK) {
+        snprintf(err, errlen, "MOTCUA_WORK_HOURS=%s: %s", cfg->work_hours, why);
+        mc_calendar_destroy(&cal);
+    } else if (mc_calendar_load(cal, text ? text : "", len, why, sizeof why) != MC_OK) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        mc_calendar_destroy(&cal);
+    }
+    free(text);
+    return cal;
+}
+
+/* Read the catalog files and store them (blocking: start-up, or the reload thread). */
+static int catalog_store(const mc_service_t *svc, char *err, size_t errlen)
+{
+    mc_catalog_t *cat = mc_catalog_read(svc->cfg.data_dir, err, errlen);
+    if (!cat)
+        return MC_EINVAL;
+    PGconn *conn = PQconnectdb(svc->cfg.database_url);
+    int rc;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to the database: %s", PQerrorMessage(conn));
+        rc = MC_EUNAVAIL;
+    } else {
+        rc = mc_catalog_store(conn, cat, svc->name, svc->catalog_wanted == 2, err, errlen);
+        if (rc == MC_OK)
+            snprintf(err, errlen, "%s (%zu agencies, %zu procedures)", mc_catalog_version(cat),
+                     mc_catalog_agency_count(cat), mc_catalog_procedure_count(cat));
+    }
+    PQfinish(conn);
+    mc_catalog_destroy(&cat);
+    return rc;
+}
+
+void mc_service_catalog(mc_service_t *svc, int with_procedures)
+{
+    char msg[512];
+    svc->catalog_wanted = with_procedures ? 2 : 1;
+    if (catalog_store(svc, msg, sizeof msg) != MC_OK) {
+        mc_error("catalog: %s", msg);
+        exit(1);
+    }
+    mc_info("catalog: loaded %s", msg);
+}
+
+const mc_calendar_t *mc_service_calendar(const mc_service_t *svc)
+{
+    return svc->calendar;
+}
+
+static void reload_work(uv_work_t *w)
+{
+    mc_service_t *svc = mc_container_of(w, mc_service_t, reload_work);
+    svc->reload_rc = catalog_store(svc, svc->reload_err, sizeof svc->reload_err);
+}
+
+static void reload_done(uv_work_t *w, int status)
+{
+    (void)status;
+    mc_service_t *svc = mc_container_of(w, mc_service_t, reload_work);
+    svc->reloading = 0;
+    if (svc->reload_rc == MC_OK)
+        mc_info("reload: catalog %s", svc->reload_err);
+    else
+        mc_error("reload: catalog kept as it was: %s", svc->reload_err);
+}
+
+/* SIGHUP: calendar now (a small file), catalog in the thread pool (database writes). */
+static void on_reload(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    mc_service_t *svc = sig->data;
+    char err[512];
+    mc_calendar_t *cal = calendar_read(&svc->cfg, err, sizeof err);
+    if (cal) {
+        mc_calendar_destroy(&svc->calendar);
+        svc->calendar = cal;
+        mc_info("reload: calendar (%zu special days)", mc_calendar_special_count(cal));
+    } else {
+        mc_error("reload: calendar kept as it was: %s", err);
+    }
+    if (svc->catalog_wanted && !svc->reloading && !svc->stopping) {
+        svc->reloading = 1;
+        uv_queue_work(&svc->loop, &svc->reload_work, reload_work, reload_done);
+    }
+}
+
 mc_service_t *mc_service_new(const char *name, int argc, char **argv,
                              const mc_migration_t *migrations, int nmigrations)
 {
@@ -226,6 +349,11 @@ mc_service_t *mc_service_new(const char *name, int argc, char **argv,
         exit(2);
     }
     mc_log_init(name, (mc_log_level_t)svc->cfg.log_level, svc->cfg.log_format == 1);
+    svc->calendar = calendar_read(&svc->cfg, err, sizeof err);
+    if (!svc->calendar) {
+        mc_error("%s", err);
+        exit(2);
+    }
     mc_info("starting (http %s:%d, bus %s)", svc->cfg.http_host, svc->cfg.http_port,
             svc->cfg.bus_bind);
     migrate_or_exit(svc, migrations, nmigrations);
@@ -317,6 +445,7 @@ static void on_bus_stopped(void *arg)
     svc->timers = NULL;
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->sigint, NULL);
+    uv_close((uv_handle_t *)&svc->sighup, NULL);
 }
 
 /* Every HTTP request in flight has its reply (or the wait ran out): a POST that was
@@ -349,6 +478,9 @@ int mc_service_run(mc_service_t **psvc)
     svc->sigterm.data = svc->sigint.data = svc;
     uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
     uv_signal_start(&svc->sigint, on_signal, SIGINT);
+    uv_signal_init(&svc->loop, &svc->sighup);
+    svc->sighup.data = svc;
+    uv_signal_start(&svc->sighup, on_reload, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     mc_info("ready: http://%s:%d", svc->cfg.http_host, svc->cfg.http_port);
     uv_run(&svc->loop, UV_RUN_DEFAULT);
@@ -358,6 +490,7 @@ int mc_service_run(mc_service_t **psvc)
     else
         mc_info("stopped");
     mc_config_free(&svc->cfg, config_table, MC_COUNT(config_table));
+    mc_calendar_destroy(&svc->calendar);
     mc_metrics_reset();
     int status = rc ? 1 : svc->exit_status;
     free(svc);

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "bus.h"
+#include "calendar.h"
 #include "db.h"
 #include "http.h"
 #include "migrate.h"
@@ -33,6 +34,8 @@ typedef struct {
     long max_body;
     int log_level;
     int log_format;
+    char *data_dir;
+    char *work_hours;
 } mc_service_config_t;
 
 /* The six services, in port order (intake 8080/7180 ... notify 8085/7185). */
@@ -53,6 +56,14 @@ mc_db_t *mc_service_db(const mc_service_t *svc);
 mc_bus_t *mc_service_bus(const mc_service_t *svc);
 uv_loop_t *mc_service_loop(const mc_service_t *svc);
 const mc_service_config_t *mc_service_config(const mc_service_t *svc);
+/* The working-day calendar (MOTCUA_DATA_DIR/calendar.csv, MOTCUA_WORK_HOURS), loaded
+ * at start-up and again on SIGHUP. */
+const mc_calendar_t *mc_service_calendar(const mc_service_t *svc);
+/* Store the catalog (agencies, and procedures if asked) into this service's schema now
+ * (exits on a bad catalog) and again on SIGHUP (a bad catalog is then logged and the
+ * previous one kept). */
+void mc_service_catalog(mc_service_t *svc, int with_procedures);
+
 /* Run until a stop signal; frees everything and sets *svc to NULL. Returns the exit
  * status for main. */
 int mc_service_run(mc_service_t **svc);

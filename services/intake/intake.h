@@ -9,6 +9,14 @@
 void dossier_submit(mc_http_req_t *req, void *arg);
 /* GET /v1/dossiers/{code}?token=: the public view and its history (lookup.c). */
 void dossier_lookup(mc_http_req_t *req, void *arg);
+/* GET /v1/dossiers/{code}/receipt?token=: the printable receipt (receipt.c). */
+void dossier_receipt(mc_http_req_t *req, void *arg);
+/* GET /v1/procedures, /v1/procedures/{code}, /v1/agencies (procedures.c). */
+void procedure_list(mc_http_req_t *req, void *arg);
+void procedure_get(mc_http_req_t *req, void *arg);
+void agency_list(mc_http_req_t *req, void *arg);
+/* GET /v1/calendar/due?from=&days=: the due time a receipt at `from` gets (calendar_due.c). */
+void calendar_due(mc_http_req_t *req, void *arg);
 /* DossierStatusChanged: keep the public view (status_view.c). */
 void status_view_update(mc_bus_msg_t *msg, void *arg);
 

@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calendar.h"
 #include "dossier_state.h"
 #include "error.h"
 #include "intake.h"
 #include "log.h"
 #include "service.h"
 
-#define DEFAULT_AGENCY "000.00.01.H22"
 
 typedef struct {
     mc_http_req_t *req;
@@ -29,6 +29,8 @@ typedef struct {
     char agency[40];
     char code[64];
     int64_t received_ms;
+    int64_t due_ms;
+    json_t *proc; /* the catalog's procedure, as loaded in the transaction */
     mc_outbox_t *outbox;
 } submit_t;
 
@@ -185,6 +187,7 @@ static void submit_free(submit_t *s)
         mc_db_release(s->conn); /* rolls back if the transaction is still open */
     json_decref(s->in);
     json_decref(s->answer);
+    json_decref(s->proc);
     mc_outbox_destroy(&s->outbox);
     free(s->key);
     free(s);
@@ -278,6 +281,29 @@ static void emit_submitted(submit_t *s)
     ev.return_method = (char *)(json_string_value(json_object_get(in, "return_method")) ?: "counter");
     ev.delivery_address = (char *)STR(in, "delivery_address");
     ev.received_at_ms = s->received_ms;
+    ev.due_at_ms = s->due_ms;
+    json_t *proc = s->proc;
+    ev.fee_vnd = json_integer_value(json_object_get(proc, "fee"));
+    ev.procedure_name = (char *)STR(proc, "name");
+    ev.level = (int32_t)json_integer_value(json_object_get(proc, "level"));
+    ev.days = json_number_value(json_object_get(proc, "days"));
+    ev.cutoff = (char *)STR(proc, "cutoff");
+    ev.catalog_version = (char *)STR(proc, "version");
+    json_t *steps = json_object_get(proc, "steps");
+    size_t nsteps = json_array_size(steps);
+    Motcua__V1__Step *sv = mc_alloc(sizeof *sv * (nsteps ? nsteps : 1));
+    Motcua__V1__Step **sp = mc_alloc(sizeof *sp * (nsteps ? nsteps : 1));
+    for (size_t i = 0; i < nsteps; i++) {
+        json_t *st = json_array_get(steps, i);
+        motcua__v1__step__init(&sv[i]);
+        sv[i].name = (char *)STR(st, "name");
+        sv[i].agency_code = (char *)STR(st, "agency");
+        sv[i].days = json_number_value(json_object_get(st, "days"));
+        sv[i].external = json_is_true(json_object_get(st, "external"));
+        sp[i] = &sv[i];
+    }
+    ev.n_steps = nsteps;
+    ev.steps = sp;
 #undef STR
     env.dossier_code = s->code;
     env.body_case = MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED;
@@ -286,6 +312,8 @@ static void emit_submitted(submit_t *s)
     mc_outbox_add(s->outbox, &env, mc_http_header(s->req, "x-trace-id"), NULL);
     free(dv);
     free(dp);
+    free(sv);
+    free(sp);
     mc_outbox_write(s->outbox, s->conn, on_outbox_written, s);
 }
 
@@ -298,10 +326,19 @@ static void on_dossier_inserted(mc_db_conn_t *conn, PGresult *res, int status, v
         return;
     }
     snprintf(s->code, sizeof s->code, "%s", PQgetvalue(res, 0, 0));
-    s->received_ms = atoll(PQgetvalue(res, 0, 2));
-    s->answer = json_pack("{s:s, s:s, s:i, s:s, s:n, s:s, s:n}", "code", s->code, "status",
-                          "SUBMITTED", "national_status", 1, "received_at", PQgetvalue(res, 0, 1),
-                          "due_at", "lookup_token", s->token, "fee");
+    char due[MC_CALENDAR_ISO_LEN];
+    if (mc_calendar_iso8601(s->due_ms, due) != MC_OK)
+        due[0] = '\0';
+    char *receipt = mc_sprintf("/v1/dossiers/%s/receipt?token=%s", s->code, s->token);
+    s->answer = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:s, s:s, s:i}, s:s}", "code",
+                          s->code, "status", "SUBMITTED", "national_status", 1, "received_at",
+                          PQgetvalue(res, 0, 1), "due_at", due, "lookup_token", s->token, "fee",
+                          json_integer_value(json_object_get(s->proc, "fee")), "procedure",
+                          "code", json_string_value(json_object_get(s->in, "procedure")), "name",
+                          json_string_value(json_object_get(s->proc, "name")), "level",
+                          (int)json_integer_value(json_object_get(s->proc, "level")),
+                          "receipt_url", receipt);
+    free(receipt);
     emit_submitted(s);
 }
 
@@ -310,16 +347,19 @@ static void insert_dossier(submit_t *s)
     static const char *sql =
         "WITH seq AS ("
         "  INSERT INTO intake.code_sequences AS cs (agency_code, day, last)"
-        "  VALUES ($1, to_char(now() AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYYMMDD'), 1)"
+        "  VALUES ($1, to_char(to_timestamp($9::bigint / 1000.0) AT TIME ZONE 'Asia/Ho_Chi_Minh',"
+        "    'YYYYMMDD'), 1)"
         "  ON CONFLICT (agency_code, day) DO UPDATE SET last = cs.last + 1"
         "  RETURNING agency_code, day, last),"
         /* The dossier code format lives here: {agency}-{yyyyMMdd}-{7-digit sequence}. */
         " d AS ("
         "  INSERT INTO intake.dossiers (code, procedure_code, agency_code, channel, applicant,"
-        "    documents, return_method, delivery_address, lookup_token)"
+        "    documents, return_method, delivery_address, lookup_token, received_at, due_at,"
+        "    procedure_name, level, fee)"
         "  SELECT seq.agency_code || '-' || seq.day || '-' ||"
         "    lpad(seq.last::text, greatest(7, length(seq.last::text)), '0'),"
-        "    $2, $1, $3, $4::jsonb, $5::jsonb, $6, $7, $8 FROM seq"
+        "    $2, $1, $3, $4::jsonb, $5::jsonb, $6, $7, $8, to_timestamp($9::bigint / 1000.0),"
+        "    to_timestamp($10::bigint / 1000.0), $11, $12::int, $13::bigint FROM seq"
         "  RETURNING code, received_at),"
         " e AS (INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
         "  SELECT code, 'SUBMITTED', $1, 'received by intake', received_at FROM d)"
@@ -340,9 +380,116 @@ static void insert_dossier(submit_t *s)
     mc_db_param_text(&p, ret ? ret : "counter");
     mc_db_param_text(&p, json_string_value(json_object_get(in, "delivery_address")));
     mc_db_param_text(&p, s->token);
+    mc_db_param_int(&p, s->received_ms);
+    mc_db_param_int(&p, s->due_ms);
+    mc_db_param_text(&p, json_string_value(json_object_get(s->proc, "name")));
+    mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "level")));
+    mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "fee")));
     mc_db_query(s->conn, sql, &p, 0, on_dossier_inserted, s);
     free(applicant);
     free(documents);
+}
+
+/* ---------------------------------------------------------------- the catalog's rules */
+
+/* Check the submission against its procedure; 0, or a verdict for the reply. */
+static int check_against_catalog(submit_t *s, json_t *desk, verdict_t *v)
+{
+    json_t *in = s->in, *proc = s->proc;
+    const char *channel = json_string_value(json_object_get(in, "channel"));
+    const char *ret = json_string_value(json_object_get(in, "return_method"));
+    if (!ret)
+        ret = "counter";
+    if (json_object_get(in, "agency") && !desk)
+        return refuse(v, 422, "agency", "no such agency in the catalog");
+    if (desk && json_is_true(json_object_get(desk, "external")))
+        return refuse(v, 422, "agency", "an agency outside motcua cannot receive dossiers here");
+    if (json_integer_value(json_object_get(proc, "level")) == 2 && strcmp(channel, "online") == 0)
+        return refuse(v, 422, "channel",
+                      "this procedure is at service level 2: it is not submitted online");
+    int allowed = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(proc, "return_methods"), i, m)
+        allowed |= strcmp(json_string_value(m), ret) == 0;
+    if (!allowed)
+        return refuse(v, 422, "return_method", "this procedure does not return results that way");
+    json_t *required, *given = json_object_get(in, "documents");
+    json_array_foreach(json_object_get(proc, "documents"), i, required) {
+        const char *kind = json_string_value(json_object_get(required, "kind"));
+        int found = 0;
+        size_t k;
+        json_t *d;
+        json_array_foreach(given, k, d) found |= strcmp(json_string_value(json_object_get(d, "kind")), kind) == 0;
+        if (!found) {
+            v->status = 422;
+            v->code = "rule_violation";
+            snprintf(v->field, sizeof v->field, "documents");
+            snprintf(v->message, sizeof v->message, "missing required document %s: %s", kind,
+                     json_string_value(json_object_get(required, "name")));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_procedure(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    submit_t *s = arg;
+    if (status != MC_OK) {
+        fail(s, res, status, "catalog");
+        return;
+    }
+    verdict_t v;
+    if (PQntuples(res) != 1) {
+        refuse(&v, 422, "procedure", "no such procedure in the catalog");
+    } else {
+        s->proc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        json_t *desk = PQgetisnull(res, 0, 1) ? NULL : json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        int bad = !s->proc || check_against_catalog(s, desk, &v);
+        if (!json_object_get(s->in, "agency")) {
+            /* The dossier is received by the desk of the procedure's first step. */
+            json_t *first = json_array_get(json_object_get(s->proc, "steps"), 0);
+            snprintf(s->agency, sizeof s->agency, "%s",
+                     json_string_value(json_object_get(first, "agency")) ?: s->agency);
+        }
+        json_decref(desk);
+        if (!bad) {
+            mc_service_t *svc = s->svc;
+            const mc_calendar_t *cal = mc_service_calendar(svc);
+            int cutoff = mc_calendar_parse_cutoff(
+                json_string_value(json_object_get(s->proc, "cutoff")));
+            s->received_ms = mc_wall_ms();
+            s->due_ms = mc_calendar_due_days(cal, s->received_ms,
+                                             json_number_value(json_object_get(s->proc, "days")),
+                                             cutoff < -1 ? -1 : cutoff);
+            insert_dossier(s);
+            return;
+        }
+    }
+    /* Nothing was written; releasing the connection rolls back the idempotency claim. */
+    mc_http_reply_error(s->req, v.status, v.code, v.message, v.field);
+    submit_free(s);
+}
+
+static void load_procedure(submit_t *s)
+{
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, json_string_value(json_object_get(s->in, "procedure")));
+    mc_db_param_text(&p, json_string_value(json_object_get(s->in, "agency")));
+    mc_db_query(s->conn,
+                "SELECT json_build_object('name', p.name, 'level', p.level, 'days', p.days,"
+                " 'cutoff', p.cutoff, 'fee', p.fee, 'documents', p.documents,"
+                " 'return_methods', to_json(p.return_methods), 'steps',"
+                " (SELECT json_agg(st || jsonb_build_object('external', coalesce(a.external, false))"
+                "   ORDER BY o) FROM jsonb_array_elements(p.steps) WITH ORDINALITY AS x(st, o)"
+                "   LEFT JOIN intake.agencies a ON a.code = st->>'agency'),"
+                " 'version', p.version, 'agency', p.agency_code),"
+                " (SELECT json_build_object('external', a.external) FROM intake.agencies a"
+                "   WHERE a.code = $2 AND a.retired_at IS NULL)"
+                " FROM intake.procedures p WHERE p.code = $1 AND p.retired_at IS NULL",
+                &p, 0, on_procedure, s);
 }
 
 static void on_replay_read(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
@@ -373,7 +520,7 @@ static void on_key_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *
         return;
     }
     if (strcmp(PQcmdTuples(res), "1") == 0) {
-        insert_dossier(s);
+        load_procedure(s);
         return;
     }
     /* The key was used before (and committed): answer as the first time. */
@@ -391,7 +538,7 @@ static void on_begin(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         return;
     }
     if (!s->key) {
-        insert_dossier(s);
+        load_procedure(s);
         return;
     }
     mc_db_params_t p = {0};
@@ -439,8 +586,7 @@ void dossier_submit(mc_http_req_t *req, void *arg)
     s->svc = svc;
     s->in = in;
     s->key = key ? mc_strdup(key) : NULL;
-    const char *dflt = getenv("MOTCUA_INTAKE_AGENCY");
-    snprintf(s->agency, sizeof s->agency, "%s", agency ? agency : dflt && *dflt ? dflt : DEFAULT_AGENCY);
+    snprintf(s->agency, sizeof s->agency, "%s", agency ? agency : "");
     size_t blen;
     const char *body = mc_http_body(req, &blen);
     unsigned char digest[crypto_hash_sha256_BYTES];

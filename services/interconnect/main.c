@@ -1,13 +1,25 @@
-/* motcua-interconnect: liên thông handoffs to other agencies and provinces, national-portal sync.
- * The foundation runs it with its database schema, bus, health and metrics; its
- * domain handlers arrive with their issues. */
+/* motcua-interconnect: liên thông handoffs to other agencies and provinces, and the
+ * national-portal sync. Today it records the handoffs routing asks for, so that they
+ * are kept and visible; sending them to the receiving systems comes next. */
+#include "interconnect.h"
 #include "service.h"
 
 extern const mc_migration_t mc_sql_interconnect[];
 extern const int mc_sql_interconnect_count;
 
+static const mc_route_t routes[] = {
+    {"GET", "/v1/handoffs", handoff_list},
+};
+
+static const mc_bus_handler_t handlers[] = {
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, handoff_record},
+};
+
 int main(int argc, char **argv)
 {
-    mc_service_t *svc = mc_service_new("interconnect", argc, argv, mc_sql_interconnect, mc_sql_interconnect_count);
+    mc_service_t *svc = mc_service_new("interconnect", argc, argv, mc_sql_interconnect,
+                                       mc_sql_interconnect_count);
+    mc_service_routes(svc, routes, MC_COUNT(routes));
+    mc_service_handlers(svc, handlers, MC_COUNT(handlers));
     return mc_service_run(&svc);
 }

@@ -17,6 +17,7 @@ int main(int argc, char **argv)
 {
     mc_service_t *svc =
         mc_service_new("routing", argc, argv, mc_sql_routing, mc_sql_routing_count);
+    mc_service_catalog(svc, 0); /* the agency tree, reloaded on SIGHUP */
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
     return mc_service_run(&svc);

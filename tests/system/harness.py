@@ -138,6 +138,7 @@ def suite_env(database_url, names=SERVICES):
         "MOTCUA_HTTP_HOST": "127.0.0.1",
         "MOTCUA_LOG_LEVEL": "info",
         "MOTCUA_BUS_LEASE_MS": "500",
+        "MOTCUA_DATA_DIR": os.path.join(ROOT, "deploy", "data"),
         "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
         "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
     })

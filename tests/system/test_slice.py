@@ -11,15 +11,16 @@ import uuid
 import harness
 
 GOOD = {
-    "procedure": "1.001234",
+    "procedure": "1.001193",  # Đăng ký khai sinh, demo catalog
     "channel": "online",
     "applicant": {"name": "Nguyễn Văn A", "id_number": "001203004567", "phone": "0912345678",
                   "email": "a@example.vn", "address": "Phường Hoàn Kiếm, Hà Nội"},
-    "documents": [{"kind": "to_khai", "name": "Tờ khai đăng ký khai sinh",
-                   "sha256": "a" * 64, "size": 1024}],
+    "documents": [{"kind": "to_khai_khai_sinh", "name": "Tờ khai đăng ký khai sinh",
+                   "sha256": "a" * 64, "size": 1024},
+                  {"kind": "giay_chung_sinh", "name": "Giấy chứng sinh"}],
     "return_method": "counter",
 }
-CODE = re.compile(r"^000\.00\.01\.H22-\d{8}-\d{7}$")
+CODE = re.compile(r"^000\.01\.31\.H99-\d{8}-\d{7}$")  # the desk of the first step
 
 
 class SliceTest(unittest.TestCase):
@@ -89,7 +90,7 @@ class SliceTest(unittest.TestCase):
         self.assertEqual(view["national_status"], 1)
         self.assertEqual([h["note"] for h in view["history"]], ["received by intake", "case opened"])
         status, case = harness.http("GET", self.routing.url("/v1/cases/" + answer["code"]))
-        self.assertEqual((status, case["state"], case["procedure"]), (200, "SUBMITTED", "1.001234"))
+        self.assertEqual((status, case["state"], case["procedure"]), (200, "SUBMITTED", "1.001193"))
 
     def test_lookup_needs_the_token(self):
         status, answer = self.submit()
@@ -125,6 +126,10 @@ class SliceTest(unittest.TestCase):
             (applicant(email="not-an-email"), 400, "applicant.email"),
             (dict(GOOD, documents="many"), 400, "documents"),
             (dict(GOOD, documents=[{"kind": "x"}]), 400, "documents[0]"),
+            (dict(GOOD, documents=GOOD["documents"][:1]), 422, "documents"),
+            (dict(GOOD, procedure="9.999999"), 422, "procedure"),
+            (dict(GOOD, agency="000.99.99.H99"), 422, "agency"),
+            (dict(GOOD, procedure="1.004194", documents=[]), 422, "documents"),
             (dict(GOOD, documents=[{"kind": "x", "name": "y", "sha256": "zz"}]), 400, "documents[0]"),
             (dict(GOOD, documents=[{"kind": "x", "name": "y", "size": -1}]), 400, "documents[0]"),
             (dict(GOOD, return_method="pigeon"), 400, "return_method"),
