@@ -19,7 +19,7 @@
 
 #include "mc.h"
 
-#define MC_DB_MAX_PARAMS 16
+#define MC_DB_MAX_PARAMS 32
 
 typedef struct mc_db mc_db_t;
 typedef struct mc_db_conn mc_db_conn_t;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "catalog.h"
 #include "config.h"
 #include "error.h"
@@ -195,6 +196,9 @@ static void migrate_or_exit(mc_service_t *svc, const mc_migration_t *m, int n)
     char err[512];
     for (int attempt = 0;; attempt++) {
         int rc = mc_migrate_service(svc->cfg.database_url, svc->name, m, n, err, sizeof err);
+        /* Every service reads API keys: the keys schema (written by motcuactl). */
+        if (rc >= 0)
+            rc = mc_auth_migrate_url(svc->cfg.database_url, err, sizeof err);
         if (rc >= 0)
             return;
         if (rc != MC_EUNAVAIL) {

@@ -289,6 +289,7 @@ static void emit_submitted(submit_t *s)
     ev.days = json_number_value(json_object_get(proc, "days"));
     ev.cutoff = (char *)STR(proc, "cutoff");
     ev.catalog_version = (char *)STR(proc, "version");
+    ev.resolving_agency_code = (char *)STR(proc, "agency");
     json_t *steps = json_object_get(proc, "steps");
     size_t nsteps = json_array_size(steps);
     Motcua__V1__Step *sv = mc_alloc(sizeof *sv * (nsteps ? nsteps : 1));

@@ -1,13 +1,72 @@
-/* routing.h: the routing service's handlers (the case of every dossier). */
+/* routing.h: the routing service — the case of every dossier, its workflow steps, the
+ * officers' work, deadlines and statistics. */
 #ifndef ROUTING_H
 #define ROUTING_H
 
+#include "auth.h"
 #include "bus.h"
+#include "dossier_state.h"
 #include "http.h"
+#include "service.h"
 
-/* DossierSubmitted: open the case and announce its status (case_open.c). */
+/* Domain state shared by the handlers (mc_service_data). */
+typedef struct {
+    mc_service_t *svc;
+    mc_auth_t *auth;
+} routing_t;
+
+static inline routing_t *routing_of(void *svc)
+{
+    return mc_service_data(svc);
+}
+
+/* ---- case_open.c ---- */
+/* DossierSubmitted: open the case with its workflow snapshot, announce its status. */
 void case_open(mc_bus_msg_t *msg, void *arg);
-/* GET /v1/cases/{code}: the case as routing holds it, for officers (case_open.c). */
+/* GET /v1/cases/{code}: the case, its steps (which one is late) and events (officers). */
 void case_show(mc_http_req_t *req, void *arg);
+
+/* ---- change.c: what every change of a case emits ---- */
+typedef struct {
+    const char *code;
+    mc_state_t from;
+    mc_state_t states[3]; /* the states passed through, in order (receive → RECEIVED → IN_PROGRESS) */
+    int nstates;
+    const char *action;
+    const char *actor;
+    const char *note;
+    const char *agency;      /* agency shown in the public history */
+    const char *step_name;   /* the step in charge after the change */
+    const char *step_agency;
+    int64_t due_ms;
+    int overdue;
+    int64_t appointment_ms;
+    const char *notify;      /* notification event ("received", ...) or NULL */
+    json_t *notify_params;   /* borrowed; may be NULL */
+    json_t *applicant;       /* borrowed: email and phone of whom to notify */
+    const char *trace;
+    const char *causation;
+} change_t;
+/* Add the change's DossierStatusChanged envelopes (one per state passed) and its
+ * NotificationRequested, if any, to ob. */
+void change_emit(mc_outbox_t *ob, const change_t *ch);
+
+/* ---- action.c ---- */
+/* POST /v1/dossiers/{code}/actions: an officer acts on a case. */
+void action_apply(mc_http_req_t *req, void *arg);
+
+/* ---- tasks.c ---- */
+/* GET /v1/tasks?agency=&state=: the queue of an agency, oldest due first. */
+void tasks_list(mc_http_req_t *req, void *arg);
+
+/* ---- deadline.c ---- */
+/* Timer: mark open cases overdue when their due time passes, with an apology letter. */
+void deadline_sweep(mc_service_t *svc);
+/* Due instant of `days` working days counted from `from_ms` (cutoff "HH:MM" or NULL). */
+int64_t deadline_due(mc_service_t *svc, int64_t from_ms, double days, const char *cutoff);
+
+/* ---- stats.c ---- */
+/* GET /v1/stats?agency=&from=&to=[&format=csv]: the one-stop report. */
+void stats_report(mc_http_req_t *req, void *arg);
 
 #endif

@@ -38,6 +38,7 @@ typedef struct {
     X(metrics)                                                                                   \
     X(envelope)                                                                                  \
     X(calendar)                                                                                  \
+    X(auth)                                                                                      \
     X(bus)
 
 #define MC_DECLARE_GROUP(g) extern const mc_test_group_t mc_test_group_##g;

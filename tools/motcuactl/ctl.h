@@ -23,6 +23,8 @@ enum {
     CTL_OPT_JSON = 1 << 0,  /* --json */
     CTL_OPT_LIMIT = 1 << 1, /* --limit N */
     CTL_OPT_HTTP = 1 << 2,  /* --http / --no-http */
+    CTL_OPT_KEY = 1 << 3,   /* --name NAME, --scopes LIST, --agency CODE (keys create) */
+    CTL_OPT_DEMO = 1 << 4,  /* --agencies FILE, --out FILE (keys demo) */
 };
 
 #define CTL_NSERVICES 6
@@ -53,6 +55,9 @@ struct ctl {
     int json;
     long limit; /* 0 when not given */
     int http;   /* query each service's /readyz (status) */
+    /* Values of the CTL_OPT_KEY and CTL_OPT_DEMO options (in argv), NULL if not given. */
+    const char *key_name, *key_scopes, *key_agency;
+    const char *agencies_path, *out_path;
     PGconn *conn;
 };
 
@@ -62,6 +67,10 @@ int ctl_dead_letters_list(ctl_t *ctl);
 int ctl_dead_letters_show(ctl_t *ctl);
 int ctl_dead_letters_replay(ctl_t *ctl);
 int ctl_migrate(ctl_t *ctl);
+int ctl_keys_create(ctl_t *ctl);
+int ctl_keys_list(ctl_t *ctl);
+int ctl_keys_revoke(ctl_t *ctl);
+int ctl_keys_demo(ctl_t *ctl);
 
 /* ---- database ---- */
 

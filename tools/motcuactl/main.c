@@ -1,5 +1,5 @@
 /* motcuactl: the operator's command line for motcua: services and bus status, dead
- * letters (list, inspect, replay), bus-table migrations.
+ * letters (list, inspect, replay), bus-table migrations, API keys.
  *
  *   motcuactl [--database URL] COMMAND [ARGS] [OPTIONS]
  *
@@ -53,6 +53,15 @@ static const ctl_command_t commands[] = {
      "deliver a dead letter's envelope to SERVICE again, through SERVICE's outbox"},
     {"migrate", ctl_migrate, 0, CTL_NSERVICES, 0, "[SERVICE...]",
      "create or update the bus tables (outbox, inbox, dead letters) of each schema"},
+    {"keys create", ctl_keys_create, 0, 0, CTL_OPT_KEY | CTL_OPT_JSON,
+     "--name NAME --scopes SCOPE[,SCOPE...] [--agency CODE] [--json]",
+     "a new API key, printed once (officer keys need --agency)"},
+    {"keys list", ctl_keys_list, 0, 0, CTL_OPT_JSON, "[--json]",
+     "every API key: id, name, agency, scopes, created, revoked (never the key)"},
+    {"keys revoke", ctl_keys_revoke, 1, 1, 0, "ID",
+     "revoke a key (services refuse it within 30 s)"},
+    {"keys demo", ctl_keys_demo, 0, 0, CTL_OPT_DEMO, "[--agencies FILE] [--out FILE]",
+     "demo keys (an officer per agency, an integrator, an operator) into FILE, kept if valid"},
     {"help", help, 0, 2, 0, "[COMMAND]", "this list, or one command's usage"},
 };
 
@@ -161,6 +170,11 @@ static const struct option long_options[] = {
     {"limit", required_argument, NULL, 'l'},
     {"http", no_argument, NULL, 'H'},
     {"no-http", no_argument, NULL, 'N'},
+    {"name", required_argument, NULL, 'n'},
+    {"scopes", required_argument, NULL, 's'},
+    {"agency", required_argument, NULL, 'a'},
+    {"agencies", required_argument, NULL, 'A'},
+    {"out", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -192,6 +206,26 @@ static int parse(ctl_t *ctl, int argc, char **argv, int *want_help, int *grouped
         case 'N':
             ctl->http = opt == 'H';
             seen |= CTL_OPT_HTTP;
+            break;
+        case 'n':
+            ctl->key_name = optarg;
+            seen |= CTL_OPT_KEY;
+            break;
+        case 's':
+            ctl->key_scopes = optarg;
+            seen |= CTL_OPT_KEY;
+            break;
+        case 'a':
+            ctl->key_agency = optarg;
+            seen |= CTL_OPT_KEY;
+            break;
+        case 'A':
+            ctl->agencies_path = optarg;
+            seen |= CTL_OPT_DEMO;
+            break;
+        case 'o':
+            ctl->out_path = optarg;
+            seen |= CTL_OPT_DEMO;
             break;
         case 'h':
             *want_help = 1;
@@ -240,7 +274,9 @@ static int parse(ctl_t *ctl, int argc, char **argv, int *want_help, int *grouped
         ctl_error("%s does not apply to '%s'",
                   extra & CTL_OPT_JSON    ? "--json"
                   : extra & CTL_OPT_LIMIT ? "--limit"
-                                          : "--http/--no-http",
+                  : extra & CTL_OPT_HTTP  ? "--http/--no-http"
+                  : extra & CTL_OPT_KEY   ? "--name/--scopes/--agency"
+                                          : "--agencies/--out",
                   ctl->cmd->name);
         return CTL_USAGE;
     }

@@ -15,7 +15,14 @@ ALTER TABLE @schema@.cases
     ADD COLUMN paused_at      timestamptz,
     -- first moment the case was seen past its due time while open
     ADD COLUMN overdue_at     timestamptz,
-    ADD COLUMN imported       boolean NOT NULL DEFAULT false;
+    ADD COLUMN imported       boolean NOT NULL DEFAULT false,
+    -- who to tell and what they gave (for notifications and handoffs)
+    ADD COLUMN applicant      jsonb NOT NULL DEFAULT '{}',
+    ADD COLUMN documents      jsonb NOT NULL DEFAULT '[]',
+    ADD COLUMN catalog_version text NOT NULL DEFAULT '',
+    -- the agency that resolves the procedure (statistics count dossiers there)
+    ADD COLUMN resolving_agency text NOT NULL DEFAULT '';
+CREATE INDEX cases_resolving ON @schema@.cases (resolving_agency);
 CREATE INDEX cases_open_due ON @schema@.cases (due_at) WHERE resolved_at IS NULL;
 CREATE INDEX cases_received ON @schema@.cases (received_at);
 CREATE INDEX cases_resolved ON @schema@.cases (resolved_at) WHERE resolved_at IS NOT NULL;

@@ -1,0 +1,532 @@
+/* action.c: POST /v1/dossiers/{code}/actions — an officer acts on a case.
+ *
+ *   {"action": "forward", "note": "...", "officer": "Nguyễn Thị C"}
+ *
+ * The officer's key must cover the agency of the step in charge (its agency or one above
+ * it); withdrawal may also be recorded by the receiving desk. The transition is checked
+ * by the one state machine (common/dossier_state.c): not allowed → 409 with the current
+ * state. In one transaction, under a row lock on the case: the case and its steps move,
+ * the clock stops or restarts, the event is recorded with who and when, and
+ * DossierStatusChanged (plus the applicant's notification, plus HandoffRequested when the
+ * next step belongs to an agency outside motcua) go to the outbox. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "routing.h"
+
+#define S(x) MOTCUA__V1__DOSSIER_STATE__STATE_##x
+
+/* Actions an officer may ask for; the others come from the bus. */
+static const mc_action_t officer_actions[] = {
+    MC_ACT_RECEIVE,        MC_ACT_REJECT,  MC_ACT_REQUEST_SUPPLEMENT, MC_ACT_SUPPLEMENT_RECEIVED,
+    MC_ACT_FORWARD,        MC_ACT_APPROVE, MC_ACT_REFUSE,             MC_ACT_RESULT_READY,
+    MC_ACT_RETURN,         MC_ACT_WITHDRAW,
+};
+
+typedef struct {
+    mc_http_req_t *req;
+    mc_service_t *svc;
+    mc_principal_t who;
+    mc_action_t action;
+    char *note;
+    char *officer;
+    char code[65];
+    mc_db_conn_t *conn;
+    json_t *c;       /* the case as locked */
+    json_t *params;  /* notification parameters */
+    json_t *answer;
+    mc_outbox_t *outbox;
+    char actor[300];
+    /* the decision */
+    change_t ch;
+    int step, new_step, done_old, start_new;
+    int64_t due_ms, step_due_ms;
+    const char *pause;   /* "set", "clear" or "keep" */
+    const char *pause_kind;
+    const char *outcome;
+    json_t *handoff_step; /* borrowed from c */
+} act_t;
+
+static void act_free(act_t *a)
+{
+    if (a->conn)
+        mc_db_release(a->conn); /* rolls back if the transaction is still open */
+    json_decref(a->c);
+    json_decref(a->params);
+    json_decref(a->answer);
+    mc_outbox_destroy(&a->outbox);
+    free(a->note);
+    free(a->officer);
+    free(a);
+}
+
+static void act_fail(act_t *a, PGresult *res, int status, const char *step)
+{
+    mc_logd(MC_LOG_ERROR, NULL, a->code, "action %s: %s failed: %s",
+            mc_action_name(a->action), step, res ? PQresultErrorMessage(res) : mc_strerror(status));
+    mc_http_reply_error(a->req, 503, "unavailable", "the case could not be changed; try again",
+                        NULL);
+    act_free(a);
+}
+
+static void act_refuse(act_t *a, int status, const char *code, const char *message,
+                       const char *field)
+{
+    mc_http_reply_error(a->req, status, code, message, field);
+    act_free(a);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static json_int_t jint(json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+/* ---------------------------------------------------------------- after the decision */
+
+static void on_committed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    act_t *a = arg;
+    if (status != MC_OK) {
+        act_fail(a, res, status, "commit");
+        return;
+    }
+    mc_logd(MC_LOG_INFO, NULL, a->code, "%s by %s", mc_action_name(a->action), a->actor);
+    mc_http_reply_json(a->req, 200, json_incref(a->answer));
+    act_free(a);
+}
+
+static void on_emitted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    act_t *a = arg;
+    if (status != MC_OK) {
+        act_fail(a, res, status, "outbox");
+        return;
+    }
+    mc_db_query(conn, "COMMIT", NULL, 0, on_committed, a);
+}
+
+/* HandoffRequested for a step done outside motcua. */
+static void emit_handoff(act_t *a)
+{
+    json_t *st = a->handoff_step;
+    Motcua__V1__Step step = MOTCUA__V1__STEP__INIT;
+    Motcua__V1__HandoffRequested h = MOTCUA__V1__HANDOFF_REQUESTED__INIT;
+    Motcua__V1__Applicant ap = MOTCUA__V1__APPLICANT__INIT;
+    mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
+    json_t *applicant = json_object_get(a->c, "applicant");
+    step.name = (char *)jstr(st, "name");
+    step.agency_code = (char *)jstr(st, "agency");
+    step.days = json_number_value(json_object_get(st, "days"));
+    step.external = 1;
+    ap.name = (char *)jstr(applicant, "name");
+    ap.phone = (char *)jstr(applicant, "phone");
+    ap.email = (char *)jstr(applicant, "email");
+    ap.address = (char *)jstr(applicant, "address");
+    json_t *docs = json_object_get(a->c, "documents");
+    size_t nd = json_array_size(docs);
+    Motcua__V1__Document *dv = mc_alloc(sizeof *dv * (nd ? nd : 1));
+    Motcua__V1__Document **dp = mc_alloc(sizeof *dp * (nd ? nd : 1));
+    for (size_t i = 0; i < nd; i++) {
+        json_t *d = json_array_get(docs, i);
+        motcua__v1__document__init(&dv[i]);
+        dv[i].kind = (char *)jstr(d, "kind");
+        dv[i].name = (char *)jstr(d, "name");
+        dv[i].sha256 = (char *)jstr(d, "sha256");
+        dv[i].size = jint(d, "size");
+        dp[i] = &dv[i];
+    }
+    h.code = a->code;
+    h.procedure_code = (char *)jstr(a->c, "procedure_code");
+    h.step_index = a->new_step;
+    h.step = &step;
+    h.due_at_ms = a->step_due_ms;
+    h.applicant = &ap;
+    h.n_documents = nd;
+    h.documents = dp;
+    h.note = a->note ? a->note : "";
+    env.dossier_code = a->code;
+    env.body_case = MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED;
+    env.handoff_requested = &h;
+    mc_outbox_add(a->outbox, &env, mc_http_header(a->req, "x-trace-id"), NULL);
+    free(dv);
+    free(dp);
+}
+
+static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    act_t *a = arg;
+    if (status != MC_OK) {
+        act_fail(a, res, status, "update");
+        return;
+    }
+    a->outbox = mc_outbox_new("routing");
+    change_emit(a->outbox, &a->ch);
+    if (a->handoff_step)
+        emit_handoff(a);
+    mc_outbox_write(a->outbox, conn, on_emitted, a);
+}
+
+static void write_change(act_t *a)
+{
+    static const char *sql =
+        "WITH c AS (UPDATE routing.cases SET state = $2, step_index = $3::int,"
+        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0) ELSE due_at END,"
+        "   paused_at = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE paused_at END,"
+        "   overdue_at = CASE WHEN $4::bigint > 0 AND to_timestamp($4::bigint / 1000.0) > now()"
+        "     THEN NULL ELSE overdue_at END,"
+        "   resolved_at = CASE WHEN $6::text IS NOT NULL THEN now() ELSE resolved_at END,"
+        "   outcome = coalesce($6, outcome), updated_at = now()"
+        "   WHERE code = $1 RETURNING code),"
+        " d AS (UPDATE routing.case_steps SET done_at = now()"
+        "   WHERE code = $1 AND idx = $7::int AND $8::boolean AND done_at IS NULL),"
+        " n AS (UPDATE routing.case_steps SET started_at = coalesce(started_at, now()),"
+        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0) ELSE due_at END"
+        "   WHERE code = $1 AND idx = $3::int AND $9::boolean),"
+        " po AS (INSERT INTO routing.pauses (code, kind, started_at, note)"
+        "   SELECT $1, $11, now(), coalesce($12, '') WHERE $11::text IS NOT NULL),"
+        " pc AS (UPDATE routing.pauses SET ended_at = now()"
+        "   WHERE code = $1 AND ended_at IS NULL AND $5 = 'clear')"
+        " INSERT INTO routing.case_events (code, from_state, to_state, actor, note)"
+        " SELECT $1, u.f, u.t, $15, coalesce($12, '') FROM"
+        "  unnest($13::text[], $14::text[]) WITH ORDINALITY AS u(f, t, o) ORDER BY u.o";
+    change_t *ch = &a->ch;
+    char froms[160] = "{", tos[160] = "{";
+    mc_state_t from = ch->from;
+    for (int i = 0; i < ch->nstates; i++) {
+        strcat(froms, i ? "," : "");
+        strcat(froms, mc_state_name(from));
+        strcat(tos, i ? "," : "");
+        strcat(tos, mc_state_name(ch->states[i]));
+        from = ch->states[i];
+    }
+    strcat(froms, "}");
+    strcat(tos, "}");
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, a->code);
+    mc_db_param_text(&p, mc_state_name(ch->states[ch->nstates - 1]));
+    mc_db_param_int(&p, a->new_step);
+    mc_db_param_int(&p, a->due_ms);
+    mc_db_param_text(&p, a->pause);
+    mc_db_param_text(&p, a->outcome);
+    mc_db_param_int(&p, a->step);
+    mc_db_param_text(&p, a->done_old ? "true" : "false");
+    mc_db_param_text(&p, a->start_new ? "true" : "false");
+    mc_db_param_int(&p, a->step_due_ms);
+    mc_db_param_text(&p, a->pause_kind);
+    mc_db_param_text(&p, a->note);
+    mc_db_param_text(&p, froms);
+    mc_db_param_text(&p, tos);
+    mc_db_param_text(&p, a->actor);
+    mc_db_query(a->conn, sql, &p, 0, on_written, a);
+}
+
+/* ---------------------------------------------------------------- the decision */
+
+static void answer(act_t *a, json_t *step)
+{
+    char due[MC_CALENDAR_ISO_LEN] = "";
+    int64_t due_ms = a->due_ms > 0 ? a->due_ms : jint(a->c, "due_ms");
+    if (due_ms > 0 && mc_calendar_iso8601(due_ms, due) != MC_OK)
+        due[0] = '\0';
+    mc_state_t to = a->ch.states[a->ch.nstates - 1];
+    a->answer = json_pack("{s:s, s:s, s:s, s:i, s:s, s:{s:i, s:s, s:s}}", "code", a->code,
+                          "action", mc_action_name(a->action), "state", mc_state_name(to),
+                          "national_status", mc_state_national(to), "due_at", due, "step",
+                          "index", a->new_step, "name", jstr(step, "name"), "agency",
+                          jstr(step, "agency"));
+}
+
+/* Work out what the action does to this case; 0, or an error already replied. */
+static int decide(act_t *a)
+{
+    json_t *c = a->c, *steps = json_object_get(c, "steps");
+    mc_state_t from = mc_state_parse(jstr(c, "state"));
+    a->step = a->new_step = (int)jint(c, "step");
+    json_t *cur = json_array_get(steps, (size_t)a->step);
+    int covers_step = json_is_true(json_object_get(c, "covers_step"));
+    int covers_desk = json_is_true(json_object_get(c, "covers_desk"));
+    if (!covers_step && !(a->action == MC_ACT_WITHDRAW && covers_desk)) {
+        act_refuse(a, 403, "forbidden",
+                   "this dossier is not in your agency's queue (its current step belongs to "
+                   "another agency)",
+                   "agency");
+        return -1;
+    }
+    mc_action_t act = a->action;
+    json_t *next = json_array_get(steps, (size_t)a->step + 1);
+    if (act == MC_ACT_FORWARD && next && json_is_true(json_object_get(next, "external")))
+        act = MC_ACT_HAND_OFF;
+    mc_state_t to;
+    if (mc_state_next(from, act, &to) != MC_OK) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "cannot %s a dossier in state %s", mc_action_name(a->action),
+                 mc_state_name(from));
+        mc_http_reply_json(a->req, 409,
+                           json_pack("{s:{s:s, s:s, s:s}, s:s}", "error", "code", "conflict",
+                                     "message", msg, "field", "action", "state",
+                                     mc_state_name(from)));
+        act_free(a);
+        return -1;
+    }
+    if ((act == MC_ACT_FORWARD || act == MC_ACT_HAND_OFF) && !next) {
+        act_refuse(a, 409, "conflict", "this is the last step: approve or refuse", "action");
+        return -1;
+    }
+    if (act == MC_ACT_APPROVE && next) {
+        act_refuse(a, 409, "conflict", "steps remain: forward the dossier first", "action");
+        return -1;
+    }
+    int needs_reason = act == MC_ACT_REJECT || act == MC_ACT_REFUSE ||
+                       act == MC_ACT_REQUEST_SUPPLEMENT || act == MC_ACT_WITHDRAW;
+    if (needs_reason && (!a->note || !*a->note)) {
+        act_refuse(a, 422, "rule_violation",
+                   "a note is required: the reason, or what the applicant must supply", "note");
+        return -1;
+    }
+
+    mc_service_t *svc = a->svc;
+    int64_t now = mc_wall_ms();
+    const mc_calendar_t *cal = mc_service_calendar(svc);
+    change_t *ch = &a->ch;
+    ch->code = a->code;
+    ch->from = from;
+    ch->states[ch->nstates++] = to;
+    ch->action = mc_action_name(a->action);
+    ch->actor = a->actor;
+    ch->note = a->note;
+    ch->applicant = json_object_get(c, "applicant");
+    ch->trace = mc_http_header(a->req, "x-trace-id");
+    ch->notify_params = a->params;
+    json_object_set_new(a->params, "procedure", json_string(jstr(c, "procedure_name")));
+    if (a->note)
+        json_object_set_new(a->params, "note", json_string(a->note));
+    a->pause = "keep";
+    json_t *now_step = cur;
+
+    switch (act) {
+    case MC_ACT_RECEIVE: {
+        /* A valid receipt starts the clock: the due time counts from now. */
+        int online_fee = jint(c, "fee") > 0 && jint(c, "level") == 4 &&
+                         strcmp(jstr(c, "channel"), "online") == 0;
+        mc_state_t then;
+        int rc = mc_state_next(to, online_fee ? MC_ACT_REQUEST_PAYMENT : MC_ACT_START, &then);
+        (void)rc;
+        ch->states[ch->nstates++] = then;
+        a->due_ms = deadline_due(svc, now, json_number_value(json_object_get(c, "days")),
+                                 json_string_value(json_object_get(c, "cutoff")));
+        if (online_fee) {
+            a->pause = "set";
+            a->pause_kind = "payment";
+        }
+        ch->notify = "received";
+        break;
+    }
+    case MC_ACT_REJECT:
+        a->outcome = "rejected";
+        ch->notify = "rejected";
+        break;
+    case MC_ACT_REQUEST_SUPPLEMENT:
+        a->pause = "set";
+        a->pause_kind = "supplement";
+        ch->notify = "supplement_requested";
+        break;
+    case MC_ACT_SUPPLEMENT_RECEIVED: {
+        /* The clock runs again with the working time that was left when it stopped. */
+        int64_t paused = jint(c, "paused_ms");
+        int64_t left = mc_calendar_working_ms_between(cal, paused, jint(c, "due_ms"));
+        int64_t step_left = mc_calendar_working_ms_between(cal, paused, jint(cur, "due_ms"));
+        a->due_ms = mc_calendar_add_working_ms(cal, now, left);
+        a->step_due_ms = jint(cur, "due_ms") ? mc_calendar_add_working_ms(cal, now, step_left) : 0;
+        a->start_new = 1;
+        a->pause = "clear";
+        break;
+    }
+    case MC_ACT_FORWARD:
+    case MC_ACT_HAND_OFF:
+        a->new_step = a->step + 1;
+        a->done_old = 1;
+        a->start_new = 1;
+        a->step_due_ms = deadline_due(svc, now, json_number_value(json_object_get(next, "days")),
+                                      NULL);
+        now_step = next;
+        if (act == MC_ACT_HAND_OFF)
+            a->handoff_step = next;
+        break;
+    case MC_ACT_APPROVE:
+        a->done_old = 1;
+        a->outcome = "approved";
+        break;
+    case MC_ACT_REFUSE:
+        a->done_old = 1;
+        a->outcome = "refused";
+        ch->notify = "refused";
+        break;
+    case MC_ACT_RESULT_READY:
+        ch->notify = "result_ready";
+        break;
+    case MC_ACT_RETURN:
+        ch->notify = "returned";
+        break;
+    case MC_ACT_WITHDRAW:
+        a->outcome = "withdrawn";
+        a->pause = "clear";
+        ch->notify = "withdrawn";
+        break;
+    default:
+        break;
+    }
+    if (a->outcome)
+        a->pause = "clear";
+    ch->agency = jstr(now_step, "agency");
+    ch->step_name = jstr(now_step, "name");
+    ch->step_agency = jstr(now_step, "agency");
+    ch->due_ms = a->due_ms > 0 ? a->due_ms : jint(c, "due_ms");
+    if (ch->notify && ch->due_ms > 0) {
+        char due[MC_CALENDAR_ISO_LEN];
+        if (mc_calendar_iso8601(ch->due_ms, due) == MC_OK)
+            json_object_set_new(a->params, "due_at", json_string(due));
+    }
+    answer(a, now_step);
+    return 0;
+}
+
+static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    act_t *a = arg;
+    if (status != MC_OK) {
+        act_fail(a, res, status, "lock");
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        act_refuse(a, 404, "not_found", "no case with this code", "code");
+        return;
+    }
+    a->c = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (decide(a) == 0)
+        write_change(a);
+}
+
+#define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+/* 1 if the agency $2 is the agency given or one above it. */
+#define COVERS(agency)                                                                           \
+    "EXISTS (WITH RECURSIVE up(code, parent) AS (SELECT code, parent FROM routing.agencies"      \
+    " WHERE code = " agency " UNION SELECT a.code, a.parent FROM routing.agencies a"             \
+    " JOIN up ON a.code = up.parent) SELECT 1 FROM up WHERE up.code = $2)"
+
+static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    act_t *a = arg;
+    if (status != MC_OK) {
+        act_fail(a, res, status, "begin");
+        return;
+    }
+    static const char *sql =
+        "WITH c AS (SELECT * FROM routing.cases WHERE code = $1 FOR UPDATE),"
+        " cur AS (SELECT s.agency_code FROM c JOIN routing.case_steps s"
+        "   ON s.code = c.code AND s.idx = c.step_index),"
+        " desk AS (SELECT s.agency_code FROM c JOIN routing.case_steps s"
+        "   ON s.code = c.code AND s.idx = 0)"
+        " SELECT json_build_object('state', c.state, 'step', c.step_index, 'days', c.days,"
+        "  'cutoff', c.cutoff, 'fee', c.fee, 'level', c.level, 'channel', c.channel,"
+        "  'procedure_code', c.procedure_code, 'procedure_name', c.procedure_name,"
+        "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
+        "  'applicant', c.applicant, 'documents', c.documents,"
+        "  'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
+        "    'agency', s.agency_code, 'days', s.days, 'external', s.external,"
+        "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"
+        "    FROM routing.case_steps s WHERE s.code = c.code),"
+        "  'covers_step', " COVERS("(SELECT agency_code FROM cur)") ","
+        "  'covers_desk', " COVERS("(SELECT agency_code FROM desk)") ")"
+        " FROM c";
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, a->code);
+    mc_db_param_text(&p, a->who.agency);
+    mc_db_query(conn, sql, &p, 0, on_case, a);
+}
+
+static void on_conn(mc_db_conn_t *conn, int status, void *arg)
+{
+    act_t *a = arg;
+    if (status != MC_OK) {
+        act_fail(a, NULL, status, "connect");
+        return;
+    }
+    a->conn = conn;
+    mc_db_query(conn, "BEGIN", NULL, 0, on_begun, a);
+}
+
+/* Authenticated as an officer: read the request and start the transaction. (The key
+ * is checked first, so nothing is allocated for a request that is refused.) */
+static void act_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
+{
+    mc_service_t *svc = arg;
+    if (!who->agency[0]) {
+        mc_http_reply_error(req, 403, "forbidden", "an officer key bound to an agency is required",
+                            NULL);
+        return;
+    }
+    json_t *in = mc_http_json_body(req);
+    if (!in)
+        return;
+    json_t *action = json_object_get(in, "action"), *note = json_object_get(in, "note"),
+           *officer = json_object_get(in, "officer");
+    mc_action_t act = MC_ACT_COUNT;
+    int known = json_is_string(action) &&
+                mc_action_parse(json_string_value(action), &act) == MC_OK;
+    int allowed = 0;
+    for (size_t i = 0; known && i < MC_COUNT(officer_actions); i++)
+        allowed |= officer_actions[i] == act;
+    const char *bad = NULL, *why = NULL;
+    if (!allowed) {
+        bad = "action";
+        why = "action must be one of receive, reject, request_supplement, supplement_received, "
+              "forward, approve, refuse, result_ready, return, withdraw";
+    } else if (note && !json_is_null(note) &&
+               (!json_is_string(note) || json_string_length(note) > 2000)) {
+        bad = "note";
+        why = "note must be a string of at most 2000 characters";
+    } else if (officer && !json_is_null(officer) &&
+               (!json_is_string(officer) || json_string_length(officer) == 0 ||
+                json_string_length(officer) > 200)) {
+        bad = "officer";
+        why = "officer must be a name of at most 200 characters";
+    }
+    if (bad) {
+        mc_http_reply_error(req, 400, "invalid", why, bad);
+        json_decref(in);
+        return;
+    }
+    act_t *a = mc_new(act_t);
+    a->req = req;
+    a->svc = svc;
+    a->who = *who;
+    a->action = act;
+    snprintf(a->code, sizeof a->code, "%s", mc_http_param(req, "code"));
+    a->note = json_is_string(note) && json_string_length(note) ? mc_strdup(json_string_value(note)) : NULL;
+    a->officer = json_is_string(officer) ? mc_strdup(json_string_value(officer)) : NULL;
+    a->params = json_object();
+    json_decref(in);
+    snprintf(a->actor, sizeof a->actor, "%s%s%s%s", a->officer ? a->officer : "",
+             a->officer ? " (" : "", who->name, a->officer ? ")" : "");
+    mc_db_acquire(mc_service_db(svc), on_conn, a);
+}
+
+void action_apply(mc_http_req_t *req, void *arg)
+{
+    const char *code = mc_http_param(req, "code");
+    if (!code || !*code || strlen(code) > 64) {
+        mc_http_reply_error(req, 400, "invalid", "not a dossier code", "code");
+        return;
+    }
+    mc_auth_require(routing_of(arg)->auth, req, MC_SCOPE_OFFICER, act_as, arg);
+}
