@@ -2,8 +2,21 @@
 #ifndef INTAKE_H
 #define INTAKE_H
 
+#include "auth.h"
 #include "bus.h"
 #include "http.h"
+#include "service.h"
+
+/* Domain state shared by the handlers (mc_service_data). */
+typedef struct {
+    mc_service_t *svc;
+    mc_auth_t *auth;
+} intake_t;
+
+static inline intake_t *intake_of(void *svc)
+{
+    return mc_service_data(svc);
+}
 
 /* POST /v1/dossiers: validate, store, emit DossierSubmitted (submit.c). */
 void dossier_submit(mc_http_req_t *req, void *arg);

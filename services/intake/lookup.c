@@ -1,12 +1,35 @@
 /* lookup.c: GET /v1/dossiers/{code}?token= — the public view of a dossier: status,
- * national status code, whether routing has opened its case, and the history.
- * Without a token: 401. Unknown code or wrong token: 404 (existence is not revealed). */
+ * national status code, overdue flag, due date (and the new appointment if an apology
+ * letter gave one), whether routing has opened its case, and the history.
+ * The applicant shows the lookup token; an officer, integrator or operator shows an API
+ * key (Authorization: Bearer) instead. Neither: 401. Unknown code or wrong token: 404
+ * (existence is not revealed to a wrong token). */
 #include <string.h>
 
+#include "auth.h"
 #include "error.h"
 #include "intake.h"
 #include "log.h"
 #include "service.h"
+
+#define LOCAL(col)                                                                               \
+    "to_char(" col " AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"')"
+
+/* $2 NULL: any dossier (a key was shown); else the lookup token must match. */
+static const char *lookup_sql =
+    "SELECT json_build_object("
+    " 'code', d.code, 'procedure', d.procedure_code, 'procedure_name', d.procedure_name,"
+    " 'agency', d.agency_code, 'channel', d.channel, 'level', d.level, 'fee', d.fee,"
+    " 'status', d.status, 'national_status', d.national_status, 'routed', d.routed,"
+    " 'return_method', d.return_method,"
+    " 'overdue', d.overdue OR (d.due_at < now() AND d.status IN ('SUBMITTED', 'RECEIVED',"
+    "   'IN_PROGRESS', 'HANDED_OFF')),"
+    " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL("d.due_at") ","
+    " 'appointment_at', " LOCAL("d.appointment_at") ","
+    " 'history', (SELECT coalesce(json_agg(json_build_object('at', " LOCAL("e.at") ","
+    "     'state', e.state, 'agency', e.agency_code, 'note', e.note) ORDER BY e.id), '[]')"
+    "   FROM intake.dossier_events e WHERE e.code = d.code))"
+    " FROM intake.dossiers d WHERE d.code = $1 AND ($2::text IS NULL OR d.lookup_token = $2)";
 
 static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
@@ -21,8 +44,7 @@ static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         mc_http_reply_error(req, 404, "not_found", "no dossier with this code and token", "code");
         return;
     }
-    json_error_t jerr;
-    json_t *body = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
+    json_t *body = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     if (!body) {
         mc_http_reply_error(req, 500, "internal", "cannot render the dossier", NULL);
         return;
@@ -38,37 +60,29 @@ static int code_ok(const char *code)
     return strspn(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_") == n;
 }
 
-void dossier_lookup(mc_http_req_t *req, void *arg)
+static void lookup_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
 {
     mc_service_t *svc = arg;
-    const char *code = mc_http_param(req, "code");
     const char *token = mc_http_query(req, "token");
+    if (!who && (!token || !*token)) {
+        mc_http_reply_error(req, 401, "unauthorized",
+                            "a lookup token (?token=) or an API key is required to see a dossier",
+                            "token");
+        return;
+    }
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, mc_http_param(req, "code"));
+    mc_db_param_text(&p, who ? NULL : token);
+    mc_db_exec(mc_service_db(svc), lookup_sql, &p, 0, on_row, req);
+}
+
+void dossier_lookup(mc_http_req_t *req, void *arg)
+{
+    const char *code = mc_http_param(req, "code");
     if (!code || !code_ok(code)) {
         mc_http_reply_error(req, 400, "invalid", "not a dossier code", "code");
         return;
     }
-    if (!token || !*token) {
-        mc_http_reply_error(req, 401, "unauthorized",
-                            "a lookup token (?token=) is required to see a dossier", "token");
-        return;
-    }
-    static const char *sql =
-        "SELECT json_build_object("
-        " 'code', d.code, 'procedure', d.procedure_code, 'agency', d.agency_code,"
-        " 'channel', d.channel, 'status', d.status, 'national_status', d.national_status,"
-        " 'routed', d.routed, 'return_method', d.return_method,"
-        " 'received_at', to_char(d.received_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
-        "    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
-        " 'due_at', to_char(d.due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
-        "    'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
-        " 'history', (SELECT coalesce(json_agg(json_build_object("
-        "     'at', to_char(e.at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
-        "        'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
-        "     'state', e.state, 'agency', e.agency_code, 'note', e.note) ORDER BY e.id), '[]')"
-        "   FROM intake.dossier_events e WHERE e.code = d.code))"
-        " FROM intake.dossiers d WHERE d.code = $1 AND d.lookup_token = $2";
-    mc_db_params_t p = {0};
-    mc_db_param_text(&p, code);
-    mc_db_param_text(&p, token);
-    mc_db_exec(mc_service_db(svc), sql, &p, 0, on_row, req);
+    mc_auth_optional(intake_of(arg)->auth, req,
+                     MC_SCOPE_OFFICER | MC_SCOPE_INTEGRATOR | MC_SCOPE_OPERATOR, lookup_as, arg);
 }

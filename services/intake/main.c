@@ -23,8 +23,12 @@ static const mc_bus_handler_t handlers[] = {
 int main(int argc, char **argv)
 {
     mc_service_t *svc = mc_service_new("intake", argc, argv, mc_sql_intake, mc_sql_intake_count);
+    intake_t intake = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc))};
+    mc_service_set_data(svc, &intake);
     mc_service_catalog(svc, 1); /* agencies and procedures, reloaded on SIGHUP */
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
-    return mc_service_run(&svc);
+    int status = mc_service_run(&svc);
+    mc_auth_destroy(&intake.auth);
+    return status;
 }

@@ -29,7 +29,10 @@ void status_view_update(mc_bus_msg_t *msg, void *arg)
     static const char *sql =
         "WITH u AS (UPDATE intake.dossiers SET status = $2, national_status = $3, routed = true,"
         "   status_at = to_timestamp($4::bigint / 1000.0),"
-        "   due_at = CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint / 1000.0) ELSE due_at END"
+        "   due_at = CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint / 1000.0) ELSE due_at END,"
+        "   overdue = $8::boolean,"
+        "   appointment_at = CASE WHEN $9::bigint > 0 THEN to_timestamp($9::bigint / 1000.0)"
+        "     ELSE appointment_at END"
         "   WHERE code = $1 RETURNING code)"
         " INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
         " SELECT code, $2, $5, $6, to_timestamp($4::bigint / 1000.0) FROM u";
@@ -41,5 +44,7 @@ void status_view_update(mc_bus_msg_t *msg, void *arg)
     mc_db_param_text(&p, ev->agency_code);
     mc_db_param_text(&p, ev->note);
     mc_db_param_int(&p, ev->due_at_ms);
+    mc_db_param_text(&p, ev->overdue ? "true" : "false");
+    mc_db_param_int(&p, ev->appointment_at_ms);
     mc_db_query(mc_bus_msg_conn(msg), sql, &p, 0, on_updated, msg);
 }
