@@ -54,8 +54,9 @@ static void on_list(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     mc_http_reply_json(req, 200, json_loads(PQgetvalue(res, 0, 0), 0, NULL));
 }
 
-void handoff_list(mc_http_req_t *req, void *arg)
+static void list_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
 {
+    (void)who;
     mc_service_t *svc = arg;
     static const char *const states[] = {"requested", "sent",    "accepted", "completed",
                                          "rejected",  "failed", "expired"};
@@ -89,4 +90,10 @@ void handoff_list(mc_http_req_t *req, void *arg)
                " FROM (SELECT * FROM interconnect.handoffs WHERE ($1::text IS NULL OR code = $1)"
                "   AND ($2::text IS NULL OR state = $2) ORDER BY id LIMIT 500) h",
                &p, 0, on_list, req);
+}
+
+void handoff_list(mc_http_req_t *req, void *arg)
+{
+    mc_auth_require(interconnect_of(arg)->auth, req,
+                    MC_SCOPE_OFFICER | MC_SCOPE_OPERATOR | MC_SCOPE_INTEGRATOR, list_as, arg);
 }

@@ -19,7 +19,11 @@ int main(int argc, char **argv)
 {
     mc_service_t *svc = mc_service_new("interconnect", argc, argv, mc_sql_interconnect,
                                        mc_sql_interconnect_count);
+    interconnect_t state = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc))};
+    mc_service_set_data(svc, &state);
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
-    return mc_service_run(&svc);
+    int status = mc_service_run(&svc);
+    mc_auth_destroy(&state.auth);
+    return status;
 }

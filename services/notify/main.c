@@ -18,7 +18,11 @@ static const mc_bus_handler_t handlers[] = {
 int main(int argc, char **argv)
 {
     mc_service_t *svc = mc_service_new("notify", argc, argv, mc_sql_notify, mc_sql_notify_count);
+    notify_t state = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc))};
+    mc_service_set_data(svc, &state);
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
-    return mc_service_run(&svc);
+    int status = mc_service_run(&svc);
+    mc_auth_destroy(&state.auth);
+    return status;
 }

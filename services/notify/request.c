@@ -52,8 +52,9 @@ static void on_list(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     mc_http_reply_json(req, 200, json_loads(PQgetvalue(res, 0, 0), 0, NULL));
 }
 
-void notification_list(mc_http_req_t *req, void *arg)
+static void list_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
 {
+    (void)who;
     mc_service_t *svc = arg;
     const char *dossier = mc_http_query(req, "dossier");
     if (!dossier || !*dossier || strlen(dossier) > 64) {
@@ -69,4 +70,9 @@ void notification_list(mc_http_req_t *req, void *arg)
                "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"')) ORDER BY id), '[]'))"
                " FROM notify.notifications WHERE code = $1",
                &p, 0, on_list, req);
+}
+
+void notification_list(mc_http_req_t *req, void *arg)
+{
+    mc_auth_require(notify_of(arg)->auth, req, MC_SCOPE_OFFICER | MC_SCOPE_OPERATOR, list_as, arg);
 }
