@@ -392,7 +392,7 @@ static void on_lookup(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         /* The first line of PostgreSQL's message; the rest points into our query. */
         const char *msg = PQresultErrorMessage(res);
         mc_warn("auth: cannot read the API keys: %.*s", (int)strcspn(msg, "\n"), msg);
-    } else if (l->auth) {
+    } else if (l->auth && status != MC_ECLOSED) { /* closing: nothing to report */
         mc_warn("auth: cannot read the API keys: %s", mc_strerror(status));
     }
     if (outcome == FOUND)

@@ -27,7 +27,8 @@
 # which is how `down` finds stragglers of this checkout and only those.
 #
 # Files: var/log/<name>.log (name: supervisor, sandbox, motcua-intake, ...),
-# var/run/<name>.pid, var/run/supervisor.pid, var/pg (the database cluster).
+# var/run/<name>.pid, var/run/supervisor.pid, var/pg (the database cluster),
+# var/demo-keys.json (demo API keys, made by `motcuactl keys demo` once all is ready).
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")"
@@ -293,9 +294,35 @@ print_block() {
     done
     have_sandbox && printf '  %-20s http://%s:%s/\n' "sandbox" "127.0.0.1" "$SANDBOX_PORT"
     printf '  %-20s %s\n' "database" "$MOTCUA_DATABASE_URL"
+    if [ -f "$DEMO_KEYS" ]; then
+        printf '  %-20s %s (officer per agency, integrator, operator)\n' "API keys" \
+            "${DEMO_KEYS#"$PWD"/}"
+    fi
     printf '  %-20s %s/  (tail -F %s/*.log)\n' "logs" "$LOG_DIR" "$LOG_DIR"
     printf '  %-20s %s\n' "stop" "$1"
     echo
+}
+
+# ---- demo API keys ----------------------------------------------------------------------
+# `motcuactl keys demo` (from the same bin dir) writes var/demo-keys.json (mode 0600):
+# an officer key per demo agency that is not external, an integrator and an operator, as
+# [{name, agency, scopes, key}]. Idempotent: the file is kept while its keys are valid,
+# else the old demo keys are revoked and new ones written. A failure is a warning, not
+# fatal: the suite runs, only without demo keys.
+DEMO_KEYS="$VAR/demo-keys.json"
+DEMO_AGENCIES="$ROOT/deploy/data/catalog/agencies.json"
+demo_keys() {
+    local ctl="$BIN_DIR/motcuactl" out
+    if [ ! -x "$ctl" ]; then
+        say "warning: $ctl is not built; no demo API keys (run \`make\`)"
+        return 0
+    fi
+    if out="$("$ctl" keys demo --agencies "$DEMO_AGENCIES" --out "$DEMO_KEYS" 2>&1)"; then
+        say "$out"
+    else
+        say "warning: no demo API keys: motcuactl keys demo failed:"
+        printf '%s\n' "$out" | sed 's/^/    /' >&2
+    fi
 }
 
 # Wait until every process answers its probe with 200, or fail naming the laggards.
@@ -385,6 +412,7 @@ cmd_up() { # MODE: run|up
         cmd_down
         exit 1
     fi
+    demo_keys
     if [ "$mode" = up ]; then
         print_block "make down"
         return 0

@@ -13,10 +13,11 @@
  *   [{"name", "agency", "scopes": [...], "key"}]
  * Idempotent: when the file already holds exactly the expected keys and each is still
  * valid in the database (present, not revoked, same name, agency and scopes), nothing
- * changes. Otherwise, in one transaction, the active keys bearing the demo names are
- * revoked and new ones created; the file is written beside its final name and
- * renamed over it only after the commit. A crash in between leaves the old file,
- * whose keys are then revoked: the next run sees that and makes new ones. */
+ * changes. Otherwise, in one transaction, the active keys bearing the demo names (those
+ * the catalog calls for and those of the old file) are revoked and new ones created;
+ * the file is written beside its final name and renamed over it only after the commit.
+ * A crash in between leaves the old file, whose keys are then revoked: the next run
+ * sees that and makes new ones. Keys with other names are never touched. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -380,7 +381,7 @@ static int demo_file_matches(const char *path, demo_key_t *want, size_t n)
  * scopes; 0 if not; -1 on a database error (printed). */
 static int demo_keys_valid(ctl_t *ctl, const demo_key_t *want, size_t n)
 {
-    /* The hashes as a text[] literal of hex strings: {"ab..","cd.."}. */
+    /* The hashes as a text[] literal of hex strings: {ab..,cd..}. */
     char *list = mc_alloc(n * (2 * MC_AUTH_HASH_LEN + 1) + 3), *p = list;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
@@ -422,19 +423,32 @@ static int demo_keys_valid(ctl_t *ctl, const demo_key_t *want, size_t n)
     return good == n;
 }
 
-/* The names of want[] as a text[] literal, each quoted: {"officer-000.00.10.H99",...}. */
-static char *names_literal(const demo_key_t *want, size_t n)
+/* The names whose keys a renewal revokes: those of want[], and those of the old file
+ * (a smaller catalog leaves no officer key of a vanished agency behind), as a text[]
+ * literal, each quoted: {"officer-000.00.10.H99",...}. */
+static char *names_literal(const demo_key_t *want, size_t n, const char *old_path)
 {
-    size_t cap = 3;
+    json_t *names = json_array();
     for (size_t i = 0; i < n; i++)
-        cap += 2 * strlen(want[i].name) + 3;
+        json_array_append_new(names, json_string(want[i].name));
+    json_t *old = json_load_file(old_path, 0, NULL), *e;
+    size_t i;
+    json_array_foreach(json_is_array(old) ? old : NULL, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        if (name)
+            json_array_append_new(names, json_string(name));
+    }
+    json_decref(old);
+    size_t cap = 3;
+    json_array_foreach(names, i, e)
+        cap += 2 * json_string_length(e) + 3;
     char *out = mc_alloc(cap), *p = out;
     *p++ = '{';
-    for (size_t i = 0; i < n; i++) {
+    json_array_foreach(names, i, e) {
         if (i)
             *p++ = ',';
         *p++ = '"';
-        for (const char *c = want[i].name; *c; c++) {
+        for (const char *c = json_string_value(e); *c; c++) {
             if (*c == '"' || *c == '\\')
                 *p++ = '\\';
             *p++ = *c;
@@ -443,6 +457,7 @@ static char *names_literal(const demo_key_t *want, size_t n)
     }
     *p++ = '}';
     *p = '\0';
+    json_decref(names);
     return out;
 }
 
@@ -484,7 +499,7 @@ static int demo_renew(ctl_t *ctl, demo_key_t *keys, size_t n, const char *out, i
     PQclear(r);
     /* Two runs at once would otherwise both revoke and both create. */
     r = ctl_query(ctl, "SELECT pg_advisory_xact_lock(hashtext('motcua.keys.demo'))", 0, NULL);
-    char *names = names_literal(keys, n);
+    char *names = names_literal(keys, n, out);
     if (r) {
         PQclear(r);
         r = ctl_query(ctl,
