@@ -806,11 +806,11 @@ int64_t mc_calendar_due_days(const mc_calendar_t *cal, int64_t received_ms, doub
 int mc_calendar_parse_cutoff(const char *text)
 {
     if (!text || !*text)
-        return -1;
+        return MC_CALENDAR_NO_CUTOFF;
     int hh, mm;
     char extra;
     if (strlen(text) != 5 || sscanf(text, "%2d:%2d%c", &hh, &mm, &extra) != 2 || hh < 0 ||
         hh > 23 || mm < 0 || mm > 59)
-        return MC_EINVAL;
+        return MC_CALENDAR_BAD_CUTOFF;
     return hh * 60 + mm;
 }

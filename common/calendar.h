@@ -154,8 +154,11 @@ int64_t mc_calendar_due(const mc_calendar_t *cal, int64_t received_ms, int days,
 int64_t mc_calendar_due_days(const mc_calendar_t *cal, int64_t received_ms, double days,
                              int cutoff_minute) MC_MUST_USE;
 
-/* Minutes after midnight of "HH:MM" (0..1439), or -1 for NULL/"" (no cut-off), or
- * MC_EINVAL for anything else. */
+/* No cut-off (NULL or ""), and a text that is not "HH:MM", as parse results. */
+#define MC_CALENDAR_NO_CUTOFF (-1)
+#define MC_CALENDAR_BAD_CUTOFF (-2)
+/* Minutes after midnight of "HH:MM" (0..1439), MC_CALENDAR_NO_CUTOFF for NULL or "",
+ * MC_CALENDAR_BAD_CUTOFF for anything else. */
 int mc_calendar_parse_cutoff(const char *text) MC_MUST_USE;
 
 /* ---- local time (UTC+7) ---- */

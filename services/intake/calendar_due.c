@@ -64,7 +64,7 @@ void calendar_due(mc_http_req_t *req, void *arg)
         return;
     }
     int cutoff = mc_calendar_parse_cutoff(mc_http_query(req, "cutoff"));
-    if (cutoff < -1) {
+    if (cutoff == MC_CALENDAR_BAD_CUTOFF) {
         mc_http_reply_error(req, 400, "invalid", "cutoff must be HH:MM", "cutoff");
         return;
     }

@@ -1,11 +1,13 @@
 /* status_view.c: DossierStatusChanged from routing keeps intake's public view and
  * history. Runs inside the bus's inbox transaction: applied exactly once, in order
- * per dossier. A status for a dossier intake never stored is a dead letter. */
+ * per dossier. A status for a dossier intake never stored (one imported from a legacy
+ * system straight into routing) has no public view here and is skipped. */
 #include <string.h>
 
 #include "dossier_state.h"
 #include "error.h"
 #include "intake.h"
+#include "log.h"
 
 static void on_updated(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
@@ -15,10 +17,9 @@ static void on_updated(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         mc_bus_done(msg, status, res ? PQresultErrorMessage(res) : "update failed");
         return;
     }
-    if (strcmp(PQcmdTuples(res), "1") != 0) {
-        mc_bus_done(msg, MC_ERULE, "status for a dossier intake does not know");
-        return;
-    }
+    if (strcmp(PQcmdTuples(res), "1") != 0)
+        mc_logd(MC_LOG_DEBUG, NULL, mc_bus_msg_envelope(msg)->dossier_code,
+                "status of a dossier not submitted through intake: no public view to keep");
     mc_bus_done(msg, MC_OK, NULL);
 }
 

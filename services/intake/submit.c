@@ -401,7 +401,7 @@ static int check_against_catalog(submit_t *s, json_t *desk, verdict_t *v)
     const char *ret = json_string_value(json_object_get(in, "return_method"));
     if (!ret)
         ret = "counter";
-    if (json_object_get(in, "agency") && !desk)
+    if (json_is_string(json_object_get(in, "agency")) && !desk)
         return refuse(v, 422, "agency", "no such agency in the catalog");
     if (desk && json_is_true(json_object_get(desk, "external")))
         return refuse(v, 422, "agency", "an agency outside motcua cannot receive dossiers here");
@@ -449,7 +449,7 @@ static void on_procedure(mc_db_conn_t *conn, PGresult *res, int status, void *ar
         s->proc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
         json_t *desk = PQgetisnull(res, 0, 1) ? NULL : json_loads(PQgetvalue(res, 0, 1), 0, NULL);
         int bad = !s->proc || check_against_catalog(s, desk, &v);
-        if (!json_object_get(s->in, "agency")) {
+        if (!json_is_string(json_object_get(s->in, "agency"))) {
             /* The dossier is received by the desk of the procedure's first step. */
             json_t *first = json_array_get(json_object_get(s->proc, "steps"), 0);
             snprintf(s->agency, sizeof s->agency, "%s",
@@ -464,7 +464,9 @@ static void on_procedure(mc_db_conn_t *conn, PGresult *res, int status, void *ar
             s->received_ms = mc_wall_ms();
             s->due_ms = mc_calendar_due_days(cal, s->received_ms,
                                              json_number_value(json_object_get(s->proc, "days")),
-                                             cutoff < -1 ? -1 : cutoff);
+                                             cutoff == MC_CALENDAR_BAD_CUTOFF
+                                                 ? MC_CALENDAR_NO_CUTOFF
+                                                 : cutoff);
             insert_dossier(s);
             return;
         }

@@ -18,7 +18,7 @@ int64_t deadline_due(mc_service_t *svc, int64_t from_ms, double days, const char
 {
     int minute = mc_calendar_parse_cutoff(cutoff);
     return mc_calendar_due_days(mc_service_calendar(svc), from_ms, days,
-                                minute < -1 ? -1 : minute);
+                                minute == MC_CALENDAR_BAD_CUTOFF ? MC_CALENDAR_NO_CUTOFF : minute);
 }
 
 typedef struct {
@@ -162,12 +162,16 @@ static void on_candidates(mc_db_conn_t *conn, PGresult *res, int status, void *a
         "   JOIN jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS b(appt, o2) ON o = o2),"
         " marked AS (UPDATE routing.cases c SET overdue_at = now(), updated_at = now()"
         "   FROM todo WHERE c.code = todo.code RETURNING c.*, todo.appointment_ms),"
-        " step AS (SELECT m.code, s.name, s.agency_code, ag.name AS agency_name"
-        "   FROM marked m JOIN routing.case_steps s ON s.code = m.code AND s.idx = m.step_index"
-        "   LEFT JOIN routing.agencies ag ON ag.code = s.agency_code),"
+        /* A case without steps (imported) is late at its own agency. */
+        " step AS (SELECT m.code, coalesce(s.name, m.procedure_name) AS name,"
+        "   coalesce(s.agency_code, m.resolving_agency) AS agency_code, ag.name AS agency_name"
+        "   FROM marked m LEFT JOIN routing.case_steps s ON s.code = m.code"
+        "   AND s.idx = m.step_index"
+        "   LEFT JOIN routing.agencies ag ON ag.code = coalesce(s.agency_code, m.resolving_agency)),"
         " apology AS (INSERT INTO routing.apologies (code, agency_code, reason, due_at,"
         "   appointment_at)"
-        "   SELECT m.code, st.agency_code, 'Hồ sơ quá hạn giải quyết tại bước \"' || st.name ||"
+        "   SELECT m.code, st.agency_code, 'Hồ sơ quá hạn giải quyết tại bước \"' ||"
+        "    coalesce(st.name, '') ||"
         "    '\" (' || coalesce(st.agency_name, st.agency_code) || '). Cơ quan xin lỗi và hẹn lại"
         " ngày trả kết quả.', m.due_at, to_timestamp(m.appointment_ms / 1000.0)"
         "   FROM marked m JOIN step st ON st.code = m.code RETURNING code, reason),"

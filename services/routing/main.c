@@ -12,6 +12,7 @@ static const mc_route_t routes[] = {
     {"GET", "/v1/tasks", tasks_list},
     {"GET", "/v1/cases/{code}", case_show},
     {"POST", "/v1/dossiers/{code}/actions", action_apply},
+    {"GET", "/v1/stats", stats_report},
 };
 
 static const mc_bus_handler_t handlers[] = {

@@ -179,3 +179,21 @@ def wait_for(predicate, timeout=60, interval=0.2, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def create_api_key(database_url, name, scopes, agency=None):
+    """A new API key made by `motcuactl keys create --json` on database_url: the parsed
+    answer {id, name, agency, scopes, key, created_at}."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTCUA_")}
+    env["MOTCUA_DATABASE_URL"] = database_url
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    args = [os.path.join(BIN, "motcuactl"), "keys", "create", "--name", name, "--scopes", scopes,
+            "--json"]
+    if agency:
+        args += ["--agency", agency]
+    p = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("motcuactl keys create failed (%d): %s%s"
+                           % (p.returncode, p.stdout, p.stderr))
+    return json.loads(p.stdout)

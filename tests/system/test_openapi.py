@@ -1,8 +1,12 @@
 """docs/openapi.yaml against the code: the file is OpenAPI 3.0.x, every $ref resolves,
 every operation has responses, its examples fit its schemas, the routes in the
 services' route tables (services/*/main.c, and the health routes of common/service.c)
-are all in the spec and every /v1 operation of the spec is in a route table, and every
-error code the C code answers with is in the Error schema's enum.
+are all in the spec and every /v1 operation of the spec is in a route table, every
+error code the C code answers with is in the Error schema's enum, and every operation
+states its security: the API key scopes its handler asks mc_auth_require or
+mc_auth_optional for are the operation's `x-motcua-scopes`, with the bearer scheme
+required (mc_auth_require), offered beside another credential (mc_auth_optional), or
+absent (no key asked for).
 
 Needs no build and no database. Needs PyYAML (Debian python3-yaml)."""
 import glob
@@ -20,11 +24,21 @@ SPEC = os.path.join(ROOT, "docs", "openapi.yaml")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # {"GET", "/v1/dossiers/{code}", dossier_lookup},
 ROUTE = re.compile(r'\{\s*"([A-Z]+)"\s*,\s*"(/[^"]*)"\s*,\s*\w+\s*\}')
-# mc_http_reply_error(req, 404, "not_found", ...) and verdicts like
+ROUTE_FN = re.compile(r'\{\s*"([A-Z]+)"\s*,\s*"(/[^"]*)"\s*,\s*(\w+)\s*\}')
+# mc_http_reply_error(req, 404, "not_found", ...), helpers such as
+# act_refuse(a, 409, "conflict", ...), verdicts like
 # v->code = status == 422 ? "rule_violation" : "invalid";
-REPLY_ERROR = re.compile(r'mc_http_reply_error\(\s*[^,()]+,\s*[^,()]+,\s*"([a-z_]+)"', re.S)
+# and error documents built by hand: json_pack("{s:{s:s, ...}}", "error", "code", "conflict", ...
+REPLY_ERROR = re.compile(r'\b\w*(?:reply_error|_refuse)\(\s*[^,()]+,\s*[^,()]+,\s*"([a-z_]+)"', re.S)
 CODE_ASSIGN = re.compile(r'->code\s*=\s*([^;]*"[^;]*);')
+CODE_PACKED = re.compile(r'"code"\s*,\s*"([a-z_]+)"')
 LITERAL = re.compile(r'"([a-z_]+)"')
+# mc_auth_require(auth, req, MC_SCOPE_OFFICER | MC_SCOPE_OPERATOR, fn, arg);
+AUTH_CALL = re.compile(r'\bmc_auth_(require|optional)\s*\(([^;]*)\);', re.S)
+SCOPE = re.compile(r'\bMC_SCOPE_([A-Z]+)\b')
+SCOPE_NAMES = {"CITIZEN": "citizen_portal", "OFFICER": "officer", "INTEGRATOR": "integrator",
+               "OPERATOR": "operator"}
+BEARER = "bearerKey"
 
 
 def route_table(paths):
@@ -34,6 +48,42 @@ def route_table(paths):
         with open(path, encoding="utf-8") as f:
             routes.update(ROUTE.findall(f.read()))
     return routes
+
+
+def function_body(name, paths):
+    """The text of the C function `name` (from its definition to the closing brace at
+    the start of a line) in one of the files, or None."""
+    start = re.compile(r'^\w[\w \t\*]*\b%s\s*\([^;{]*\)\s*\{' % re.escape(name), re.M)
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        m = start.search(text)
+        if m:
+            end = text.find("\n}", m.end())
+            return text[m.start():end if end >= 0 else len(text)]
+    return None
+
+
+def handler_auth(service_dir):
+    """{(METHOD, pattern): (mode, {scope names})} for the routes of one service: mode
+    "require" or "optional" as the handler calls mc_auth_*, or None if it asks for no
+    key."""
+    with open(os.path.join(service_dir, "main.c"), encoding="utf-8") as f:
+        routes = ROUTE_FN.findall(f.read())
+    sources = sorted(glob.glob(os.path.join(service_dir, "*.c")))
+    out = {}
+    for method, pattern, fn in routes:
+        body = function_body(fn, sources)
+        if body is None:
+            raise AssertionError("handler %s of %s %s not found in %s" % (fn, method, pattern,
+                                                                          service_dir))
+        call = AUTH_CALL.search(body)
+        if not call:
+            out[(method, pattern)] = (None, set())
+        else:
+            scopes = {SCOPE_NAMES[s] for s in SCOPE.findall(call.group(2))}
+            out[(method, pattern)] = (call.group(1), scopes)
+    return out
 
 
 def pointer(doc, ref):
@@ -233,11 +283,57 @@ class OpenApiTest(unittest.TestCase):
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             used.update(REPLY_ERROR.findall(text))
+            used.update(CODE_PACKED.findall(text))
             for expr in CODE_ASSIGN.findall(text):
                 used.update(LITERAL.findall(expr))
-        self.assertTrue({"invalid", "rule_violation", "idempotency_conflict"} <= used,
+        self.assertTrue({"invalid", "rule_violation", "idempotency_conflict", "conflict",
+                         "forbidden", "unauthorized"} <= used,
                         "the regexes still find the codes")
         self.assertEqual(used - enum, set(), "error codes missing from the Error schema")
+
+    def test_every_operation_states_its_security(self):
+        schemes = self.doc["components"]["securitySchemes"]
+        self.assertEqual(schemes[BEARER]["type"], "http")
+        self.assertEqual(schemes[BEARER]["scheme"], "bearer")
+        known = set(SCOPE_NAMES.values())
+        for method, path, op in self.operations():
+            with self.subTest(method=method, path=path):
+                self.assertIn("security", op, "no security requirement (use [] for none)")
+                for requirement in op["security"]:
+                    for name, scopes in requirement.items():
+                        self.assertIn(name, schemes, "unknown security scheme")
+                        self.assertEqual(scopes, [], "OpenAPI 3.0: scopes of http and apiKey "
+                                                     "schemes go in x-motcua-scopes")
+                self.assertLessEqual(set(op.get("x-motcua-scopes", [])), known)
+
+    def test_scopes_match_the_handlers(self):
+        auth = {}
+        for service_dir in sorted(glob.glob(os.path.join(ROOT, "services", "*"))):
+            if os.path.exists(os.path.join(service_dir, "main.c")):
+                auth.update(handler_auth(service_dir))
+        self.assertIn(("POST", "/v1/dossiers/{code}/actions"), auth, "the parser finds handlers")
+        self.assertEqual(auth[("POST", "/v1/dossiers/{code}/actions")], ("require", {"officer"}),
+                         "the parser reads scopes")
+        ops = {(m, p): op for m, p, op in self.operations()}
+        for route, (mode, scopes) in sorted(auth.items()):
+            op = ops.get(route)
+            if op is None:
+                continue  # reported by test_routes_of_the_services_are_in_the_spec
+            with self.subTest(route=route):
+                requirements = op.get("security", [])
+                with_key = [r for r in requirements if BEARER in r]
+                self.assertEqual(set(op.get("x-motcua-scopes", [])), scopes,
+                                 "x-motcua-scopes differ from the handler's mc_auth_%s" % mode)
+                if mode is None:
+                    self.assertEqual(with_key, [], "the handler asks for no API key")
+                elif mode == "require":
+                    self.assertTrue(requirements, "the handler requires an API key")
+                    self.assertEqual(len(with_key), len(requirements),
+                                     "the handler requires an API key in every case")
+                else:
+                    self.assertTrue(with_key, "the handler accepts an API key")
+                    self.assertLess(len(with_key), len(requirements),
+                                    "the handler also accepts another credential")
 
 
 if __name__ == "__main__":

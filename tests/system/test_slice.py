@@ -88,8 +88,11 @@ class SliceTest(unittest.TestCase):
         view = self.wait_routed(answer)
         self.assertEqual(view["status"], "SUBMITTED")
         self.assertEqual(view["national_status"], 1)
-        self.assertEqual([h["note"] for h in view["history"]], ["received by intake", "case opened"])
-        status, case = harness.http("GET", self.routing.url("/v1/cases/" + answer["code"]))
+        self.assertEqual([h["note"] for h in view["history"]],
+                         ["received by intake", "submitted online; waiting for the one-stop desk"])
+        operator = harness.create_api_key(self.db, "slice-operator", "operator")["key"]
+        status, case = harness.http("GET", self.routing.url("/v1/cases/" + answer["code"]),
+                                    headers={"Authorization": "Bearer " + operator})
         self.assertEqual((status, case["state"], case["procedure"]), (200, "SUBMITTED", "1.001193"))
 
     def test_lookup_needs_the_token(self):

@@ -25,6 +25,7 @@ enum {
     CTL_OPT_HTTP = 1 << 2,  /* --http / --no-http */
     CTL_OPT_KEY = 1 << 3,   /* --name NAME, --scopes LIST, --agency CODE (keys create) */
     CTL_OPT_DEMO = 1 << 4,  /* --agencies FILE, --out FILE (keys demo) */
+    CTL_OPT_STATS = 1 << 5, /* --from DATE, --to DATE, --csv, --key KEY (stats) */
 };
 
 #define CTL_NSERVICES 6
@@ -58,6 +59,9 @@ struct ctl {
     /* Values of the CTL_OPT_KEY and CTL_OPT_DEMO options (in argv), NULL if not given. */
     const char *key_name, *key_scopes, *key_agency;
     const char *agencies_path, *out_path;
+    /* Values of the CTL_OPT_STATS options, NULL (0) if not given. */
+    const char *stats_from, *stats_to, *api_key;
+    int csv;
     PGconn *conn;
 };
 
@@ -71,6 +75,8 @@ int ctl_keys_create(ctl_t *ctl);
 int ctl_keys_list(ctl_t *ctl);
 int ctl_keys_revoke(ctl_t *ctl);
 int ctl_keys_demo(ctl_t *ctl);
+int ctl_stats(ctl_t *ctl);
+int ctl_import(ctl_t *ctl);
 
 /* ---- database ---- */
 

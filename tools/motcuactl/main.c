@@ -62,6 +62,11 @@ static const ctl_command_t commands[] = {
      "revoke a key (services refuse it within 30 s)"},
     {"keys demo", ctl_keys_demo, 0, 0, CTL_OPT_DEMO, "[--agencies FILE] [--out FILE]",
      "demo keys (an officer per agency, an integrator, an operator) into FILE, kept if valid"},
+    {"stats", ctl_stats, 0, 0, CTL_OPT_STATS | CTL_OPT_KEY | CTL_OPT_JSON,
+     "--from DATE --to DATE [--agency CODE] [--key KEY] [--csv | --json]",
+     "the one-stop report of an agency's subtree (routing's /v1/stats; key or MOTCUA_API_KEY)"},
+    {"import", ctl_import, 1, 1, 0, "FILE",
+     "historical dossiers from a legacy one-stop system (JSON lines): all of them, or none"},
     {"help", help, 0, 2, 0, "[COMMAND]", "this list, or one command's usage"},
 };
 
@@ -175,6 +180,10 @@ static const struct option long_options[] = {
     {"agency", required_argument, NULL, 'a'},
     {"agencies", required_argument, NULL, 'A'},
     {"out", required_argument, NULL, 'o'},
+    {"from", required_argument, NULL, 'F'},
+    {"to", required_argument, NULL, 'T'},
+    {"csv", no_argument, NULL, 'c'},
+    {"key", required_argument, NULL, 'k'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -227,6 +236,22 @@ static int parse(ctl_t *ctl, int argc, char **argv, int *want_help, int *grouped
             ctl->out_path = optarg;
             seen |= CTL_OPT_DEMO;
             break;
+        case 'F':
+            ctl->stats_from = optarg;
+            seen |= CTL_OPT_STATS;
+            break;
+        case 'T':
+            ctl->stats_to = optarg;
+            seen |= CTL_OPT_STATS;
+            break;
+        case 'c':
+            ctl->csv = 1;
+            seen |= CTL_OPT_STATS;
+            break;
+        case 'k':
+            ctl->api_key = optarg;
+            seen |= CTL_OPT_STATS;
+            break;
         case 'h':
             *want_help = 1;
             break;
@@ -276,7 +301,8 @@ static int parse(ctl_t *ctl, int argc, char **argv, int *want_help, int *grouped
                   : extra & CTL_OPT_LIMIT ? "--limit"
                   : extra & CTL_OPT_HTTP  ? "--http/--no-http"
                   : extra & CTL_OPT_KEY   ? "--name/--scopes/--agency"
-                                          : "--agencies/--out",
+                  : extra & CTL_OPT_DEMO  ? "--agencies/--out"
+                                          : "--from/--to/--csv/--key",
                   ctl->cmd->name);
         return CTL_USAGE;
     }
