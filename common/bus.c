@@ -897,9 +897,19 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
      * (capped at 30 s): that is the redelivery backoff. The WHERE on o.lease_until
      * is re-checked on the locked row, so two relays never claim the same head. */
     bus->sql_claim = mc_sprintf(
-        "WITH heads AS (SELECT DISTINCT ON (destination, dossier_code) seq, lease_until "
-        "  FROM %s.outbox WHERE delivered_at IS NULL "
-        "  ORDER BY destination, dossier_code, seq), "
+        /* Distinct (destination, dossier) pairs with pending envelopes, found by skipping
+         * through the partial index (one probe per pair, not a scan of the backlog). */
+        "WITH RECURSIVE pairs AS ("
+        "  (SELECT destination AS d, dossier_code AS c FROM %s.outbox"
+        "   WHERE delivered_at IS NULL ORDER BY destination, dossier_code LIMIT 1)"
+        "  UNION ALL"
+        "  SELECT n.d, n.c FROM pairs p, LATERAL (SELECT destination AS d, dossier_code AS c"
+        "   FROM %s.outbox WHERE delivered_at IS NULL"
+        "   AND (destination, dossier_code) > (p.d, p.c)"
+        "   ORDER BY destination, dossier_code LIMIT 1) n), "
+        "heads AS (SELECT h.seq, h.lease_until FROM pairs p, LATERAL (SELECT seq, lease_until"
+        "  FROM %s.outbox WHERE delivered_at IS NULL AND destination = p.d"
+        "  AND dossier_code = p.c ORDER BY seq LIMIT 1) h), "
         "pick AS (SELECT seq FROM heads WHERE lease_until IS NULL OR lease_until <= now() "
         "  ORDER BY seq LIMIT $1::int) "
         "UPDATE %s.outbox o SET attempts = o.attempts + 1, lease_until = now() + "
@@ -907,7 +917,7 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
         "FROM pick WHERE o.seq = pick.seq AND o.delivered_at IS NULL "
         "  AND (o.lease_until IS NULL OR o.lease_until <= now()) "
         "RETURNING o.id::text, o.destination, o.payload",
-        s, s);
+        s, s, s, s);
     bus->sql_ack = mc_sprintf("UPDATE %s.outbox SET delivered_at = now(), lease_until = NULL "
                               "WHERE destination = $1 AND id = ANY($2::uuid[]) "
                               "AND delivered_at IS NULL",
