@@ -22,7 +22,7 @@
 #include <time.h>
 #include <zmq.h>
 
-#define ID_LEN 36
+#define ID_LEN  36
 #define ACK_LEN 80
 
 static void *ctx;

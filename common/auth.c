@@ -35,10 +35,10 @@
 #include "metrics.h"
 #include "migrate.h"
 
-#define KEY_PREFIX "mck_"
+#define KEY_PREFIX       "mck_"
 #define KEY_RANDOM_BYTES 32
-#define BUCKETS 1024
-#define MAX_ENTRIES 4096
+#define BUCKETS          1024
+#define MAX_ENTRIES      4096
 
 /* ================================================================ the keys schema */
 
@@ -123,9 +123,13 @@ int mc_auth_scopes_parse(const char *list, unsigned *scopes, char *err, size_t e
             if (strlen(scope_names[i].name) == n && memcmp(scope_names[i].name, p, n) == 0)
                 bit = scope_names[i].bit;
         if (!bit || (*scopes & bit)) {
-            snprintf(err, errlen, "%s scope '%.*s' (scopes are citizen_portal, officer, "
+            snprintf(err, errlen,
+                     "%s scope '%.*s' (scopes are citizen_portal, officer, "
                      "integrator, operator)",
-                     n == 0 ? "empty" : bit ? "repeated" : "unknown", (int)(n > 40 ? 40 : n), p);
+                     n == 0 ? "empty"
+                     : bit  ? "repeated"
+                            : "unknown",
+                     (int)(n > 40 ? 40 : n), p);
             *scopes = 0;
             return MC_EINVAL;
         }
@@ -338,8 +342,8 @@ static void admit(mc_http_req_t *req, const mc_principal_t *who, unsigned any_of
     char needed[80], has[80], www[160], message[256];
     mc_auth_scopes_format(any_of, needed, sizeof needed);
     mc_auth_scopes_format(who->scopes, has, sizeof has);
-    mc_info("auth: key %lld (%s) with scopes %s refused %s %s: needs one of %s", who->id,
-            who->name, has, mc_http_method(req), mc_http_path(req), needed);
+    mc_info("auth: key %lld (%s) with scopes %s refused %s %s: needs one of %s", who->id, who->name,
+            has, mc_http_method(req), mc_http_path(req), needed);
     snprintf(message, sizeof message, "this API key (%s) lacks the scope needed here: one of %s",
              has, needed);
     /* RFC 6750 names scopes separated by spaces. */
@@ -405,9 +409,7 @@ static void on_lookup(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     for (waiter_t *w = l->waiters, *next; w; w = next) {
         next = w->next;
         switch (outcome) {
-        case FOUND:
-            admit(w->req, &who, w->any_of, w->fn, w->arg);
-            break;
+        case FOUND: admit(w->req, &who, w->any_of, w->fn, w->arg); break;
         case UNKNOWN:
         case REVOKED:
             unauthorized(w->req, "Bearer realm=\"motcua\", error=\"invalid_token\"",
@@ -415,8 +417,7 @@ static void on_lookup(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
             break;
         case FAILED:
             count("unavailable");
-            mc_http_reply_error(w->req, 503, "unavailable", "API keys cannot be checked now",
-                                NULL);
+            mc_http_reply_error(w->req, 503, "unavailable", "API keys cannot be checked now", NULL);
             break;
         }
         free(w);

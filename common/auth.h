@@ -57,7 +57,7 @@ typedef struct mc_auth mc_auth_t;
 #define MC_AUTH_CACHE_MS 30000
 
 /* "mck_" + 64 hex digits, and the terminating NUL. */
-#define MC_AUTH_KEY_LEN 68
+#define MC_AUTH_KEY_LEN  68
 #define MC_AUTH_HASH_LEN 32
 
 /* Checks keys through `db` (not owned; it must outlive the checker's lookups, which

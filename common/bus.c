@@ -14,9 +14,9 @@
 #include "log.h"
 #include "zsock.h"
 
-#define TICK_MS 250         /* relay fallback poll: expired leases, missed NOTIFY */
-#define STATS_MS 5000       /* outbox backlog count and retention */
-#define NACK_RETRY_MS 500   /* what the receiver asks for when it could not commit */
+#define TICK_MS       250  /* relay fallback poll: expired leases, missed NOTIFY */
+#define STATS_MS      5000 /* outbox backlog count and retention */
+#define NACK_RETRY_MS 500  /* what the receiver asks for when it could not commit */
 
 /* ================================================================ outbox writer */
 
@@ -69,8 +69,7 @@ mc_outbox_t *mc_outbox_new(const char *service)
     return ob;
 }
 
-static void outbox_row(mc_outbox_t *ob, const char *dest, const mc_envelope_t *env,
-                       const char *hex)
+static void outbox_row(mc_outbox_t *ob, const char *dest, const mc_envelope_t *env, const char *hex)
 {
     sb_array_elem(&ob->ids, env->message_id);
     sb_array_elem(&ob->dests, dest);
@@ -168,7 +167,7 @@ typedef struct peer {
     char *name;
     mc_zsock_t *zs; /* DEALER connected to the peer's ROUTER */
     char *endpoint;
-    sbuf_t acks;    /* ids acknowledged, not yet marked delivered (array literal) */
+    sbuf_t acks; /* ids acknowledged, not yet marked delivered (array literal) */
     size_t nacks;
     long long sent, acked, nacked;
     int64_t last_ack_ms;
@@ -474,8 +473,7 @@ static int item_decode(mc_bus_t *bus, char *why, size_t whylen)
         snprintf(why, whylen, "undecodable envelope (not a motcua.v1.Envelope)");
         return 0;
     }
-    if (!it->id[0] || strcmp(bus->msg.env->message_id, it->id) != 0 ||
-        !mc_uuid_valid(it->id)) {
+    if (!it->id[0] || strcmp(bus->msg.env->message_id, it->id) != 0 || !mc_uuid_valid(it->id)) {
         snprintf(why, whylen, "message id frame missing, malformed or not the envelope's");
         return 0;
     }
@@ -934,12 +932,12 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
                                "ON CONFLICT DO NOTHING",
                                s);
     bus->sql_pending = mc_sprintf("SELECT count(*) FROM %s.outbox WHERE delivered_at IS NULL", s);
-    bus->sql_retention = mc_sprintf(
-        "WITH o AS (DELETE FROM %s.outbox WHERE seq IN (SELECT seq FROM %s.outbox"
-        "   WHERE delivered_at < now() - make_interval(hours => $1::int) LIMIT 10000))"
-        " DELETE FROM %s.inbox WHERE message_id IN (SELECT message_id FROM %s.inbox"
-        "   WHERE handled_at < now() - make_interval(hours => $1::int) LIMIT 10000)",
-        s, s, s, s);
+    bus->sql_retention =
+        mc_sprintf("WITH o AS (DELETE FROM %s.outbox WHERE seq IN (SELECT seq FROM %s.outbox"
+                   "   WHERE delivered_at < now() - make_interval(hours => $1::int) LIMIT 10000))"
+                   " DELETE FROM %s.inbox WHERE message_id IN (SELECT message_id FROM %s.inbox"
+                   "   WHERE handled_at < now() - make_interval(hours => $1::int) LIMIT 10000)",
+                   s, s, s, s);
     bus->retention_hours = cfg->retention_hours > 0 ? cfg->retention_hours : 168;
 
     uv_timer_init(loop, &bus->tick);
@@ -971,8 +969,8 @@ size_t mc_bus_peers(const mc_bus_t *bus, mc_bus_peer_stats_t *out, size_t max)
 {
     for (size_t i = 0; i < bus->npeers && i < max; i++) {
         const peer_t *p = &bus->peers[i];
-        out[i] = (mc_bus_peer_stats_t){p->name, p->endpoint, p->sent, p->acked, p->nacked,
-                                       p->last_ack_ms};
+        out[i] = (mc_bus_peer_stats_t){p->name,  p->endpoint, p->sent,
+                                       p->acked, p->nacked,   p->last_ack_ms};
     }
     return bus->npeers;
 }

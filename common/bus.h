@@ -52,9 +52,9 @@ typedef struct {
     const char *bind;           /* our ROUTER endpoint */
     const mc_bus_peer_t *peers; /* every service we may send to */
     size_t npeers;
-    int batch;                  /* envelopes per transaction / per relay claim */
-    int lease_ms;               /* first wait for an Ack before sending again */
-    int retention_hours;        /* delivered outbox rows and inbox ids kept this long */
+    int batch;           /* envelopes per transaction / per relay claim */
+    int lease_ms;        /* first wait for an Ack before sending again */
+    int retention_hours; /* delivered outbox rows and inbox ids kept this long */
 } mc_bus_config_t;
 
 /* Create the bus of a service (the pool must outlive it). NULL if the ROUTER cannot
@@ -80,10 +80,10 @@ void mc_bus_stats(const mc_bus_t *bus, mc_bus_stats_t *out);
 typedef struct {
     const char *name;
     const char *endpoint;
-    long long sent;       /* envelopes sent to it (including repeats) */
-    long long acked;      /* Acks received from it */
-    long long nacked;     /* Nacks received from it */
-    int64_t last_ack_ms;  /* wall time of its last Ack; 0 if none yet */
+    long long sent;      /* envelopes sent to it (including repeats) */
+    long long acked;     /* Acks received from it */
+    long long nacked;    /* Nacks received from it */
+    int64_t last_ack_ms; /* wall time of its last Ack; 0 if none yet */
 } mc_bus_peer_stats_t;
 /* Fill up to max entries; returns the number of destinations. */
 size_t mc_bus_peers(const mc_bus_t *bus, mc_bus_peer_stats_t *out, size_t max);

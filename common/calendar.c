@@ -27,13 +27,13 @@
 
 #include "error.h"
 
-#define MINUTE_MS ((int64_t)60000)
-#define DAY_MS ((int64_t)86400000)
-#define OFFSET_MS ((int64_t)7 * 3600 * 1000) /* UTC+7 */
-#define FIRST_DAY ((int64_t)-25567)          /* 1900-01-01 */
-#define END_DAY ((int64_t)2932897)           /* 10000-01-01, excluded */
-#define MIN_MS (FIRST_DAY * DAY_MS - OFFSET_MS)
-#define END_MS (END_DAY * DAY_MS - OFFSET_MS) /* excluded */
+#define MINUTE_MS      ((int64_t)60000)
+#define DAY_MS         ((int64_t)86400000)
+#define OFFSET_MS      ((int64_t)7 * 3600 * 1000) /* UTC+7 */
+#define FIRST_DAY      ((int64_t)-25567)          /* 1900-01-01 */
+#define END_DAY        ((int64_t)2932897)         /* 10000-01-01, excluded */
+#define MIN_MS         (FIRST_DAY * DAY_MS - OFFSET_MS)
+#define END_MS         (END_DAY * DAY_MS - OFFSET_MS) /* excluded */
 #define NAME_MAX_BYTES 200
 
 typedef struct {
@@ -54,8 +54,8 @@ struct mc_calendar {
 
     special_t *specials; /* sorted by day, no two on the same day */
     size_t nspecials;
-    int64_t *adjust;   /* nspecials + 1 prefix sums of the corrections */
-    int64_t nremoved;  /* special days that remove a weekday (bounds the searches) */
+    int64_t *adjust;  /* nspecials + 1 prefix sums of the corrections */
+    int64_t nremoved; /* special days that remove a weekday (bounds the searches) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -319,7 +319,8 @@ int mc_calendar_set_hours(mc_calendar_t *cal, const char *hours, char *err, size
     const char *p = skip_blanks(hours);
     if (*p == '\0')
         return set_error(err, errlen, "working hours are empty: expected e.g. %s",
-                         MC_CALENDAR_DEFAULT_HOURS), MC_EINVAL;
+                         MC_CALENDAR_DEFAULT_HOURS),
+               MC_EINVAL;
     for (;;) {
         int from, to;
         int index = (int)n + 1;
@@ -329,7 +330,8 @@ int mc_calendar_set_hours(mc_calendar_t *cal, const char *hours, char *err, size
         p = skip_blanks(p);
         if (parse_clock(&p, &from) < 0)
             return set_error(err, errlen, "period %d: expected HH:MM-HH:MM (e.g. %s)", index,
-                             MC_CALENDAR_DEFAULT_HOURS), MC_EINVAL;
+                             MC_CALENDAR_DEFAULT_HOURS),
+                   MC_EINVAL;
         p = skip_blanks(p);
         if (*p++ != '-')
             return set_error(err, errlen, "period %d: expected '-' after the start time", index),
@@ -344,11 +346,13 @@ int mc_calendar_set_hours(mc_calendar_t *cal, const char *hours, char *err, size
         if (to <= from)
             return set_error(err, errlen,
                              "period %d: ends at %02d:%02d, not after its start %02d:%02d", index,
-                             to / 60, to % 60, from / 60, from % 60), MC_EINVAL;
+                             to / 60, to % 60, from / 60, from % 60),
+                   MC_EINVAL;
         if (n > 0 && from * MINUTE_MS < periods[n - 1].end)
             return set_error(err, errlen,
                              "period %d: starts at %02d:%02d, before period %d ends (periods go in "
-                             "order and do not overlap)", index, from / 60, from % 60, index - 1),
+                             "order and do not overlap)",
+                             index, from / 60, from % 60, index - 1),
                    MC_EINVAL;
         periods[n].start = from * MINUTE_MS;
         periods[n].end = to * MINUTE_MS;
@@ -493,15 +497,20 @@ static int parse_special(char *line, int lineno, special_t **list, size_t *n, si
         return set_error(err, errlen, "line %d: badly quoted field", lineno), MC_EINVAL;
     if (nf != 3)
         return set_error(err, errlen, "line %d: expected 3 fields date,kind,name, found %s", lineno,
-                         nf < 0 ? "more" : nf == 1 ? "1" : "2"), MC_EINVAL;
+                         nf < 0    ? "more"
+                         : nf == 1 ? "1"
+                                   : "2"),
+               MC_EINVAL;
     int64_t day;
     int rc = parse_date(f[0], &day);
     if (rc == -1)
         return set_error(err, errlen, "line %d: date \"%s\" is not YYYY-MM-DD", lineno,
-                         shown(f[0], buf)), MC_EINVAL;
+                         shown(f[0], buf)),
+               MC_EINVAL;
     if (rc == -2)
         return set_error(err, errlen, "line %d: %s is not a date between 1900 and 9999", lineno,
-                         f[0]), MC_EINVAL;
+                         f[0]),
+               MC_EINVAL;
     mc_day_kind_t kind;
     if (strcmp(f[1], "holiday") == 0)
         kind = MC_DAY_HOLIDAY;
@@ -509,17 +518,20 @@ static int parse_special(char *line, int lineno, special_t **list, size_t *n, si
         kind = MC_DAY_WORKDAY;
     else
         return set_error(err, errlen, "line %d: kind \"%s\" is neither holiday nor workday", lineno,
-                         shown(f[1], buf)), MC_EINVAL;
+                         shown(f[1], buf)),
+               MC_EINVAL;
     if (kind == MC_DAY_WORKDAY && !is_weekend(day))
         return set_error(err, errlen,
                          "line %d: %s is a %s, already a working day; a make-up workday must be "
-                         "a Saturday or Sunday", lineno, f[0], weekday_names[weekday(day)]),
+                         "a Saturday or Sunday",
+                         lineno, f[0], weekday_names[weekday(day)]),
                MC_EINVAL;
     if (f[2][0] == '\0')
         return set_error(err, errlen, "line %d: the name is empty", lineno), MC_EINVAL;
     if (strlen(f[2]) > NAME_MAX_BYTES)
         return set_error(err, errlen, "line %d: the name is longer than %d bytes", lineno,
-                         NAME_MAX_BYTES), MC_EINVAL;
+                         NAME_MAX_BYTES),
+               MC_EINVAL;
     if (!valid_name((const unsigned char *)f[2]))
         return set_error(err, errlen, "line %d: the name is not valid UTF-8 text", lineno),
                MC_EINVAL;
@@ -728,12 +740,12 @@ int64_t mc_calendar_next_working_day_start(const mc_calendar_t *cal, int64_t ms)
 int64_t mc_calendar_due(const mc_calendar_t *cal, int64_t received_ms, int days, int cutoff_minute)
 {
     assert(cal);
-    if (!in_range(received_ms) || days < 0 || days > MC_CALENDAR_MAX_DAYS ||
-        cutoff_minute < -1 || cutoff_minute > 24 * 60)
+    if (!in_range(received_ms) || days < 0 || days > MC_CALENDAR_MAX_DAYS || cutoff_minute < -1 ||
+        cutoff_minute > 24 * 60)
         return MC_CALENDAR_INVALID;
     int64_t day = local_day(received_ms);
-    int64_t cutoff = cutoff_minute < 0 ? cal->periods[cal->nperiods - 1].end
-                                       : cutoff_minute * MINUTE_MS;
+    int64_t cutoff =
+        cutoff_minute < 0 ? cal->periods[cal->nperiods - 1].end : cutoff_minute * MINUTE_MS;
     int64_t start = received_ms;
     if (!working_day(cal, day) || received_ms - day_start_ms(day) >= cutoff) {
         start = mc_calendar_next_working_day_start(cal, received_ms);
@@ -782,7 +794,7 @@ int mc_calendar_iso8601(int64_t ms, char out[MC_CALENDAR_ISO_LEN])
     static const char shape[] = "0000-00-00T00:00:00+07:00";
     const struct {
         int value, at, width;
-    } fields[] = {{t.year, 0, 4},  {t.month, 5, 2},  {t.day, 8, 2},
+    } fields[] = {{t.year, 0, 4},  {t.month, 5, 2},   {t.day, 8, 2},
                   {t.hour, 11, 2}, {t.minute, 14, 2}, {t.second, 17, 2}};
     memcpy(out, shape, sizeof shape);
     for (size_t i = 0; i < MC_COUNT(fields); i++)

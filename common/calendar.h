@@ -57,7 +57,7 @@ typedef struct mc_calendar mc_calendar_t;
  * the supported range (see above). It is never a valid instant. */
 #define MC_CALENDAR_INVALID INT64_MIN
 /* Limits of mc_calendar_due()'s `days` and of add_working's `minutes` (absolute). */
-#define MC_CALENDAR_MAX_DAYS 36500
+#define MC_CALENDAR_MAX_DAYS    36500
 #define MC_CALENDAR_MAX_MINUTES ((int64_t)1000000000)
 /* Room for "2026-02-25T10:00:00+07:00" and its NUL. */
 #define MC_CALENDAR_ISO_LEN 26
@@ -70,10 +70,10 @@ typedef enum {
 
 /* A broken-down local (UTC+7) time. */
 typedef struct {
-    int year, month, day;      /* 1900..9999, 1..12, 1..31 */
-    int hour, minute, second;  /* 0..23, 0..59, 0..59 */
-    int millisecond;           /* 0..999 */
-    int weekday;               /* 0 = Sunday .. 6 = Saturday */
+    int year, month, day;     /* 1900..9999, 1..12, 1..31 */
+    int hour, minute, second; /* 0..23, 0..59, 0..59 */
+    int millisecond;          /* 0..999 */
+    int weekday;              /* 0 = Sunday .. 6 = Saturday */
 } mc_local_time_t;
 
 /* ---- construction ---- */
@@ -155,7 +155,7 @@ int64_t mc_calendar_due_days(const mc_calendar_t *cal, int64_t received_ms, doub
                              int cutoff_minute) MC_MUST_USE;
 
 /* No cut-off (NULL or ""), and a text that is not "HH:MM", as parse results. */
-#define MC_CALENDAR_NO_CUTOFF (-1)
+#define MC_CALENDAR_NO_CUTOFF  (-1)
 #define MC_CALENDAR_BAD_CUTOFF (-2)
 /* Minutes after midnight of "HH:MM" (0..1439), MC_CALENDAR_NO_CUTOFF for NULL or "",
  * MC_CALENDAR_BAD_CUTOFF for anything else. */

@@ -56,12 +56,13 @@ static int check_agencies(json_t *agencies, char *err, size_t errlen)
 {
     size_t i;
     json_t *a;
-    json_array_foreach(agencies, i, a) {
+    json_array_foreach(agencies, i, a)
+    {
         const char *code = str(a, "code"), *name = str(a, "name"), *kind = str(a, "kind");
         json_t *parent = json_object_get(a, "parent");
         if (!code_ok(code, 32) || !name || !*name || !kind || !*kind) {
-            snprintf(err, errlen, "agencies.json: agency %zu (%s): code, name and kind required",
-                     i, code ? code : "?");
+            snprintf(err, errlen, "agencies.json: agency %zu (%s): code, name and kind required", i,
+                     code ? code : "?");
             return MC_EINVAL;
         }
         for (size_t j = 0; j < i; j++)
@@ -75,7 +76,8 @@ static int check_agencies(json_t *agencies, char *err, size_t errlen)
         }
     }
     /* Parents exist (checked after all codes are known). */
-    json_array_foreach(agencies, i, a) {
+    json_array_foreach(agencies, i, a)
+    {
         const char *parent = str(a, "parent");
         int found = !parent;
         for (size_t j = 0; parent && !found && j < json_array_size(agencies); j++)
@@ -100,13 +102,13 @@ static int agency_known(json_t *agencies, const char *code)
 static int check_procedure(json_t *agencies, json_t *p, size_t i, char *err, size_t errlen)
 {
     const char *code = str(p, "code");
-#define BAD(...)                                                                                 \
-    do {                                                                                         \
-        char why_[256];                                                                          \
-        snprintf(why_, sizeof why_, __VA_ARGS__);                                                \
-        snprintf(err, errlen, "procedures.json: procedure %zu (%s): %s", i, code ? code : "?",   \
-                 why_);                                                                          \
-        return MC_EINVAL;                                                                        \
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        char why_[256];                                                                            \
+        snprintf(why_, sizeof why_, __VA_ARGS__);                                                  \
+        snprintf(err, errlen, "procedures.json: procedure %zu (%s): %s", i, code ? code : "?",     \
+                 why_);                                                                            \
+        return MC_EINVAL;                                                                          \
     } while (0)
     if (!code_ok(code, 32))
         BAD("code must be 1-32 letters, digits, . - _");
@@ -138,7 +140,8 @@ static int check_procedure(json_t *agencies, json_t *p, size_t i, char *err, siz
     int counter = 0;
     if (!json_is_array(rm))
         BAD("return_methods must be an array");
-    json_array_foreach(rm, k, m) {
+    json_array_foreach(rm, k, m)
+    {
         const char *s = json_string_value(m);
         if (!s || (strcmp(s, "counter") && strcmp(s, "post") && strcmp(s, "online")))
             BAD("return_methods: counter, post or online");
@@ -150,7 +153,8 @@ static int check_procedure(json_t *agencies, json_t *p, size_t i, char *err, siz
     double sum = 0;
     if (!json_is_array(steps) || json_array_size(steps) == 0)
         BAD("steps must be a non-empty array");
-    json_array_foreach(steps, k, s) {
+    json_array_foreach(steps, k, s)
+    {
         if (!str(s, "name") || !agency_known(agencies, str(s, "agency")))
             BAD("step %zu needs a name and a known agency", k);
         if (!json_is_number(json_object_get(s, "days")) ||
@@ -170,11 +174,11 @@ mc_catalog_t *mc_catalog_read(const char *data_dir, char *err, size_t errlen)
     cat->agencies = read_file(data_dir, "agencies.json", "agencies", cat->agencies_version,
                               sizeof cat->agencies_version, err, errlen);
     if (cat->agencies)
-        cat->procedures = read_file(data_dir, "procedures.json", "procedures",
-                                    cat->procedures_version, sizeof cat->procedures_version, err,
-                                    errlen);
-    int ok = cat->agencies && cat->procedures &&
-             check_agencies(cat->agencies, err, errlen) == MC_OK;
+        cat->procedures =
+            read_file(data_dir, "procedures.json", "procedures", cat->procedures_version,
+                      sizeof cat->procedures_version, err, errlen);
+    int ok =
+        cat->agencies && cat->procedures && check_agencies(cat->agencies, err, errlen) == MC_OK;
     for (size_t i = 0; ok && i < json_array_size(cat->procedures); i++) {
         json_t *p = json_array_get(cat->procedures, i);
         ok = check_procedure(cat->agencies, p, i, err, errlen) == MC_OK;
@@ -189,8 +193,8 @@ mc_catalog_t *mc_catalog_read(const char *data_dir, char *err, size_t errlen)
         mc_catalog_destroy(&cat);
         return NULL;
     }
-    snprintf(cat->version, sizeof cat->version, "agencies %s, procedures %s",
-             cat->agencies_version, cat->procedures_version);
+    snprintf(cat->version, sizeof cat->version, "agencies %s, procedures %s", cat->agencies_version,
+             cat->procedures_version);
     return cat;
 }
 
@@ -229,8 +233,8 @@ static int run(PGconn *conn, const char *sql, int n, const char *const *params, 
     return ok ? MC_OK : MC_EDB;
 }
 
-int mc_catalog_store(PGconn *conn, const mc_catalog_t *cat, const char *schema,
-                     int with_procedures, char *err, size_t errlen)
+int mc_catalog_store(PGconn *conn, const mc_catalog_t *cat, const char *schema, int with_procedures,
+                     char *err, size_t errlen)
 {
     char *agencies = json_dumps(cat->agencies, JSON_COMPACT);
     char *procedures = json_dumps(cat->procedures, JSON_COMPACT);

@@ -27,7 +27,7 @@ size_t mc_catalog_procedure_count(const mc_catalog_t *cat);
 
 /* Store into <schema>.agencies, and into <schema>.procedures when with_procedures,
  * in one transaction on a blocking connection. */
-int mc_catalog_store(PGconn *conn, const mc_catalog_t *cat, const char *schema,
-                     int with_procedures, char *err, size_t errlen) MC_MUST_USE;
+int mc_catalog_store(PGconn *conn, const mc_catalog_t *cat, const char *schema, int with_procedures,
+                     char *err, size_t errlen) MC_MUST_USE;
 
 #endif

@@ -83,21 +83,19 @@ int mc_config_load(void *target, const mc_conf_item_t *items, size_t n, const ch
         long lv;
         int iv;
         switch (it->kind) {
-        case MC_CONF_STRING:
-            *(char **)field = mc_strdup(text);
-            break;
+        case MC_CONF_STRING: *(char **)field = mc_strdup(text); break;
         case MC_CONF_INT:
             if (parse_long(text, &lv) || lv < it->min || lv > it->max) {
-                snprintf(err, errlen, "%s=%s: expected an integer from %ld to %ld (%s)", name,
-                         text, it->min, it->max, it->help);
+                snprintf(err, errlen, "%s=%s: expected an integer from %ld to %ld (%s)", name, text,
+                         it->min, it->max, it->help);
                 return MC_EINVAL;
             }
             *(long *)field = lv;
             break;
         case MC_CONF_PORT:
             if (parse_long(text, &lv) || lv < 1 || lv > 65535) {
-                snprintf(err, errlen, "%s=%s: expected a TCP port from 1 to 65535 (%s)", name,
-                         text, it->help);
+                snprintf(err, errlen, "%s=%s: expected a TCP port from 1 to 65535 (%s)", name, text,
+                         it->help);
                 return MC_EINVAL;
             }
             *(int *)field = (int)lv;

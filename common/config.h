@@ -21,7 +21,7 @@ typedef enum {
 } mc_conf_kind_t;
 
 typedef struct {
-    const char *env;     /* variable name, may contain {SVC} */
+    const char *env; /* variable name, may contain {SVC} */
     mc_conf_kind_t kind;
     size_t offset;       /* where in the target struct the value goes */
     const char *dflt;    /* default as text; NULL means required */
@@ -31,8 +31,8 @@ typedef struct {
 } mc_conf_item_t;
 
 /* Fill `target` from the environment. On error writes a message to err. */
-int mc_config_load(void *target, const mc_conf_item_t *items, size_t n,
-                   const char *service, char *err, size_t errlen) MC_MUST_USE;
+int mc_config_load(void *target, const mc_conf_item_t *items, size_t n, const char *service,
+                   char *err, size_t errlen) MC_MUST_USE;
 /* Free the strings mc_config_load allocated in target. */
 void mc_config_free(void *target, const mc_conf_item_t *items, size_t n);
 /* Print the table (name, default, help) to stdout, names expanded for service. */

@@ -38,7 +38,7 @@ struct mc_db_conn {
     int state;
     int held;
     int listener;
-    int refs;           /* open uv handles + connect work in flight */
+    int refs; /* open uv handles + connect work in flight */
     uv_poll_t poll;
     int poll_open;
     uv_timer_t retry;
@@ -47,7 +47,7 @@ struct mc_db_conn {
     int down_logged;
     /* the statement in flight */
     int busy;
-    int internal;       /* the statement is the pool's own (ROLLBACK, LISTEN) */
+    int internal; /* the statement is the pool's own (ROLLBACK, LISTEN) */
     PGresult *result;
     mc_db_result_fn fn;
     void *arg;
@@ -66,7 +66,7 @@ struct mc_db {
     void *notify_arg;
     waiter_t *head, *tail;
     int nwaiting;
-    int live;           /* connections not yet freed */
+    int live; /* connections not yet freed */
     int closing;
 };
 
@@ -299,8 +299,8 @@ static int conn_send(mc_db_conn_t *c, const char *sql, const mc_db_params_t *par
     return MC_OK;
 }
 
-void mc_db_query(mc_db_conn_t *c, const char *sql, const mc_db_params_t *params,
-                 int binary_result, mc_db_result_fn fn, void *arg)
+void mc_db_query(mc_db_conn_t *c, const char *sql, const mc_db_params_t *params, int binary_result,
+                 mc_db_result_fn fn, void *arg)
 {
     assert(c->held && !c->busy);
     c->fn = fn;
@@ -334,8 +334,8 @@ static void conn_internal(mc_db_conn_t *c, const char *sql)
 static void work_connect(uv_work_t *w)
 {
     mc_db_conn_t *c = w->data;
-    static const char *const keys[] = {"connect_timeout", "keepalives_idle",
-                                       "keepalives_interval", "keepalives_count", "dbname", NULL};
+    static const char *const keys[] = {"connect_timeout",  "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "dbname",          NULL};
     const char *values[] = {"5", "10", "5", "3", c->db->url, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
 }
@@ -494,16 +494,16 @@ void mc_db_exec(mc_db_t *db, const char *sql, const mc_db_params_t *params, int 
         size_t total = 0;
         for (int i = 0; i < params->n; i++)
             if (params->values[i])
-                total += params->formats[i] ? (size_t)params->lengths[i]
-                                            : strlen(params->values[i]) + 1;
+                total +=
+                    params->formats[i] ? (size_t)params->lengths[i] : strlen(params->values[i]) + 1;
         e->storage = mc_alloc(total);
         char *p = e->storage;
         e->params = *params;
         for (int i = 0; i < params->n; i++) {
             if (!params->values[i])
                 continue;
-            size_t n = params->formats[i] ? (size_t)params->lengths[i]
-                                          : strlen(params->values[i]) + 1;
+            size_t n =
+                params->formats[i] ? (size_t)params->lengths[i] : strlen(params->values[i]) + 1;
             memcpy(p, params->values[i], n);
             e->params.values[i] = p;
             p += n;

@@ -15,7 +15,7 @@ typedef Motcua__V1__Envelope mc_envelope_t;
 typedef Motcua__V1__Envelope__BodyCase mc_body_t;
 
 #define MC_SCHEMA_VERSION 1
-#define MC_UUID_LEN 36
+#define MC_UUID_LEN       36
 
 /* A random (version 4) UUID as 36 lower-case characters plus NUL. */
 void mc_uuid(char out[MC_UUID_LEN + 1]);

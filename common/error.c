@@ -32,10 +32,13 @@ int mc_err_from_uv(int uv_err)
     case 0: return MC_OK;
     case UV_EINVAL: return MC_EINVAL;
     case UV_ENOENT: return MC_ENOTFOUND;
-    case UV_EEXIST: case UV_EADDRINUSE: return MC_ECONFLICT;
+    case UV_EEXIST:
+    case UV_EADDRINUSE: return MC_ECONFLICT;
     case UV_ETIMEDOUT: return MC_ETIMEOUT;
-    case UV_ECONNREFUSED: case UV_EAGAIN: return MC_EUNAVAIL;
-    case UV_EPERM: case UV_EACCES: return MC_EPERM;
+    case UV_ECONNREFUSED:
+    case UV_EAGAIN: return MC_EUNAVAIL;
+    case UV_EPERM:
+    case UV_EACCES: return MC_EPERM;
     default: return MC_EIO;
     }
 }

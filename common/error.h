@@ -15,11 +15,11 @@ typedef enum {
     MC_EBUS = -6,      /* ZeroMQ failure */
     MC_EDECODE = -7,   /* undecodable message or document */
     MC_ETIMEOUT = -8,
-    MC_EUNAVAIL = -9,  /* dependency not reachable now; try again later */
-    MC_ECLOSED = -10,  /* the object is shutting down */
+    MC_EUNAVAIL = -9, /* dependency not reachable now; try again later */
+    MC_ECLOSED = -10, /* the object is shutting down */
     MC_ETOOBIG = -11,
     MC_EPERM = -12,
-    MC_ERULE = -13,    /* domain rule violated */
+    MC_ERULE = -13, /* domain rule violated */
 } mc_err_t;
 
 /* A short English description of an mc_err_t; never NULL. */

@@ -420,7 +420,8 @@ static mc_http_req_t *req_new(mc_http_t *http, h2o_req_t *req, const char *route
     }
     if (req->authority.base) {
         w->headers[w->nheaders].name = "host";
-        w->headers[w->nheaders++].value = pool_strndup(pool, req->authority.base, req->authority.len);
+        w->headers[w->nheaders++].value =
+            pool_strndup(pool, req->authority.base, req->authority.len);
     }
     if (req->entity.base) {
         char len[32];
@@ -446,10 +447,11 @@ static void record(const mc_http_req_t *w, int status)
     char *labels = mc_sprintf("%s,status=\"%d\"", w->route_label, status);
     mc_counter_inc(mc_counter("motcua_http_requests_total",
                               "HTTP requests answered, by route pattern and status.", labels));
-    mc_histogram_observe(mc_histogram("motcua_http_request_seconds",
-                                      "Time from a request's arrival to its reply, by route pattern.",
-                                      w->route_label, NULL, 0),
-                         (double)(uv_hrtime() - w->start_ns) / 1e9);
+    mc_histogram_observe(
+        mc_histogram("motcua_http_request_seconds",
+                     "Time from a request's arrival to its reply, by route pattern.",
+                     w->route_label, NULL, 0),
+        (double)(uv_hrtime() - w->start_ns) / 1e9);
     free(labels);
 }
 
@@ -643,8 +645,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     capture_t caps[MAX_CAPTURES];
     size_t ncaps = 0;
     const char *allow, *known;
-    const mc_route_t *route = route_find(http, req->method, req->path.base, path_len, caps,
-                                         &ncaps, &req->pool, &allow, &known);
+    const mc_route_t *route = route_find(http, req->method, req->path.base, path_len, caps, &ncaps,
+                                         &req->pool, &allow, &known);
     const char *label = route ? route->pattern : known ? known : "unmatched";
     mc_http_req_t *w = req_new(http, req, label, path_len, caps, ncaps);
 
@@ -880,7 +882,8 @@ void mc_http_routes(mc_http_t *http, const mc_route_t *routes, size_t n)
     assert(http && !http->stopping);
     http->routes = mc_realloc(http->routes, (http->nroutes + n) * sizeof(*http->routes));
     for (size_t i = 0; i < n; i++) {
-        assert(routes[i].method && routes[i].pattern && routes[i].pattern[0] == '/' && routes[i].fn);
+        assert(routes[i].method && routes[i].pattern && routes[i].pattern[0] == '/' &&
+               routes[i].fn);
         http->routes[http->nroutes++] = &routes[i];
     }
 }

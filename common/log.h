@@ -22,8 +22,8 @@ void mc_log_(mc_log_level_t level, const char *trace, const char *dossier, const
 void mc_log_mask(const char *in, char *out, size_t outlen);
 
 #define mc_debug(...) mc_log_(MC_LOG_DEBUG, NULL, NULL, __VA_ARGS__)
-#define mc_info(...) mc_log_(MC_LOG_INFO, NULL, NULL, __VA_ARGS__)
-#define mc_warn(...) mc_log_(MC_LOG_WARN, NULL, NULL, __VA_ARGS__)
+#define mc_info(...)  mc_log_(MC_LOG_INFO, NULL, NULL, __VA_ARGS__)
+#define mc_warn(...)  mc_log_(MC_LOG_WARN, NULL, NULL, __VA_ARGS__)
 #define mc_error(...) mc_log_(MC_LOG_ERROR, NULL, NULL, __VA_ARGS__)
 /* With a trace id and dossier code (either may be NULL or empty). */
 #define mc_logd(level, trace, dossier, ...) mc_log_((level), (trace), (dossier), __VA_ARGS__)

@@ -8,11 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MC_COUNT(a) (sizeof(a) / sizeof((a)[0]))
-#define mc_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#define MC_UNUSED(x) ((void)(x))
-#define MC_MUST_USE __attribute__((warn_unused_result))
-#define MC_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define MC_COUNT(a)                        (sizeof(a) / sizeof((a)[0]))
+#define mc_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define MC_UNUSED(x)                       ((void)(x))
+#define MC_MUST_USE                        __attribute__((warn_unused_result))
+#define MC_PRINTF(fmt, args)               __attribute__((format(printf, fmt, args)))
 
 void *mc_alloc_(size_t size, const char *file, int line);
 void *mc_realloc_(void *ptr, size_t size, const char *file, int line);
@@ -24,11 +24,11 @@ char *mc_sprintf_(const char *file, int line, const char *fmt, ...) MC_PRINTF(3,
 /* Zeroed allocation of n bytes; aborts on out-of-memory. */
 #define mc_alloc(n) mc_alloc_((n), __FILE__, __LINE__)
 /* A zeroed object of the given type. */
-#define mc_new(type) ((type *)mc_alloc_(sizeof(type), __FILE__, __LINE__))
+#define mc_new(type)     ((type *)mc_alloc_(sizeof(type), __FILE__, __LINE__))
 #define mc_realloc(p, n) mc_realloc_((p), (n), __FILE__, __LINE__)
-#define mc_strdup(s) mc_strdup_((s), __FILE__, __LINE__)
+#define mc_strdup(s)     mc_strdup_((s), __FILE__, __LINE__)
 #define mc_strndup(s, n) mc_strndup_((s), (n), __FILE__, __LINE__)
-#define mc_memdup(p, n) mc_memdup_((p), (n), __FILE__, __LINE__)
+#define mc_memdup(p, n)  mc_memdup_((p), (n), __FILE__, __LINE__)
 /* A newly allocated formatted string; the caller frees it. */
 #define mc_sprintf(...) mc_sprintf_(__FILE__, __LINE__, __VA_ARGS__)
 

@@ -35,13 +35,13 @@ struct mc_metric {
     family_t *family;
     char *labels; /* "" when the series has none */
     uint64_t hash;
-    double value;               /* counter and gauge */
-    double (*fn)(void *arg);    /* computed gauge */
+    double value;            /* counter and gauge */
+    double (*fn)(void *arg); /* computed gauge */
     void *arg;
-    uint64_t *counts;           /* histogram: per bucket (not cumulative), +Inf last */
+    uint64_t *counts; /* histogram: per bucket (not cumulative), +Inf last */
     uint64_t count;
     double sum;
-    mc_metric_t *next;          /* in the family, registration order */
+    mc_metric_t *next; /* in the family, registration order */
 };
 
 struct family {
@@ -352,9 +352,7 @@ char *mc_metrics_render(void)
                 format_double(num, sizeof num, m->fn ? m->fn(m->arg) : m->value);
                 out_sample(&o, f->name, "", m->labels, NULL, num);
                 break;
-            case KIND_HISTOGRAM:
-                render_histogram(&o, f, m);
-                break;
+            case KIND_HISTOGRAM: render_histogram(&o, f, m); break;
             }
         }
     }

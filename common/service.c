@@ -34,8 +34,8 @@ static const mc_conf_item_t config_table[] = {
      NULL, "where intake's bus listens"},
     {"MOTCUA_ROUTING_BUS", MC_CONF_STRING, OFF(peer_endpoints[1]), "tcp://127.0.0.1:7181", 0, 0,
      NULL, "where routing's bus listens"},
-    {"MOTCUA_INTERCONNECT_BUS", MC_CONF_STRING, OFF(peer_endpoints[2]), "tcp://127.0.0.1:7182",
-     0, 0, NULL, "where interconnect's bus listens"},
+    {"MOTCUA_INTERCONNECT_BUS", MC_CONF_STRING, OFF(peer_endpoints[2]), "tcp://127.0.0.1:7182", 0,
+     0, NULL, "where interconnect's bus listens"},
     {"MOTCUA_PAYMENT_BUS", MC_CONF_STRING, OFF(peer_endpoints[3]), "tcp://127.0.0.1:7183", 0, 0,
      NULL, "where payment's bus listens"},
     {"MOTCUA_POSTAL_BUS", MC_CONF_STRING, OFF(peer_endpoints[4]), "tcp://127.0.0.1:7184", 0, 0,
@@ -53,8 +53,7 @@ static const mc_conf_item_t config_table[] = {
      "largest accepted request body in bytes"},
     {"MOTCUA_LOG_LEVEL", MC_CONF_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error",
      "lowest level logged"},
-    {"MOTCUA_LOG_FORMAT", MC_CONF_ENUM, OFF(log_format), "kv", 0, 0, "kv|json",
-     "log line format"},
+    {"MOTCUA_LOG_FORMAT", MC_CONF_ENUM, OFF(log_format), "kv", 0, 0, "kv|json", "log line format"},
     {"MOTCUA_DATA_DIR", MC_CONF_STRING, OFF(data_dir), "deploy/data", 0, 0, NULL,
      "folder of calendar.csv and catalog/ (reloaded on SIGHUP)"},
     {"MOTCUA_WORK_HOURS", MC_CONF_STRING, OFF(work_hours), "07:30-11:30,13:00-17:00", 0, 0, NULL,
@@ -74,7 +73,7 @@ struct mc_service {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sighup;
     mc_calendar_t *calendar;
-    int catalog_wanted;      /* 0 none, 1 agencies, 2 agencies and procedures */
+    int catalog_wanted; /* 0 none, 1 agencies, 2 agencies and procedures */
     int reloading;
     uv_work_t reload_work;
     char reload_err[512];
@@ -110,18 +109,18 @@ static void readyz(mc_http_req_t *req, void *arg)
     int64_t now = mc_wall_ms();
     for (size_t i = 0; i < np && i < MC_COUNT(ps); i++) {
         json_t *age = ps[i].last_ack_ms ? json_integer(now - ps[i].last_ack_ms) : json_null();
-        json_array_append_new(peers, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o}", "name",
-                                               ps[i].name, "endpoint", ps[i].endpoint, "sent",
-                                               (json_int_t)ps[i].sent, "acked",
-                                               (json_int_t)ps[i].acked, "nacked",
-                                               (json_int_t)ps[i].nacked, "last_ack_ms_ago", age));
+        json_array_append_new(peers,
+                              json_pack("{s:s, s:s, s:I, s:I, s:I, s:o}", "name", ps[i].name,
+                                        "endpoint", ps[i].endpoint, "sent", (json_int_t)ps[i].sent,
+                                        "acked", (json_int_t)ps[i].acked, "nacked",
+                                        (json_int_t)ps[i].nacked, "last_ack_ms_ago", age));
     }
-    json_t *body = json_pack(
-        "{s:s, s:s, s:{s:b, s:i, s:i, s:i}, s:{s:b, s:s, s:I, s:o}}", "status",
-        ready ? "ready" : "unready", "service", svc->name, "database", "ok", connected > 0,
-        "connected", connected, "pool", mc_db_size(svc->db), "waiting", mc_db_waiting(svc->db),
-        "bus", "bound", bs.bound, "bind", svc->cfg.bus_bind, "outbox_pending",
-        (json_int_t)bs.outbox_pending, "peers", peers);
+    json_t *body =
+        json_pack("{s:s, s:s, s:{s:b, s:i, s:i, s:i}, s:{s:b, s:s, s:I, s:o}}", "status",
+                  ready ? "ready" : "unready", "service", svc->name, "database", "ok",
+                  connected > 0, "connected", connected, "pool", mc_db_size(svc->db), "waiting",
+                  mc_db_waiting(svc->db), "bus", "bound", bs.bound, "bind", svc->cfg.bus_bind,
+                  "outbox_pending", (json_int_t)bs.outbox_pending, "peers", peers);
     mc_http_reply_json(req, ready ? 200 : 503, body);
 }
 
@@ -140,12 +139,12 @@ static const mc_route_t health_routes[] = {
 };
 
 /* Gauges read from the bus and pool when /metrics is scraped. */
-#define BUS_GAUGE(field)                                                                        \
-    static double gauge_##field(void *arg)                                                      \
-    {                                                                                           \
-        mc_bus_stats_t s;                                                                       \
-        mc_bus_stats(((mc_service_t *)arg)->bus, &s);                                           \
-        return (double)s.field;                                                                 \
+#define BUS_GAUGE(field)                                                                           \
+    static double gauge_##field(void *arg)                                                         \
+    {                                                                                              \
+        mc_bus_stats_t s;                                                                          \
+        mc_bus_stats(((mc_service_t *)arg)->bus, &s);                                              \
+        return (double)s.field;                                                                    \
     }
 BUS_GAUGE(outbox_pending)
 BUS_GAUGE(handled)
@@ -218,8 +217,10 @@ static mc_calendar_t *calendar_read(const mc_service_config_t *cfg, char *err, s
     snprintf(path, sizeof path, "%s/calendar.csv", cfg->data_dir);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "cannot read %s (set MOTCUA_DATA_DIR to the folder of "
-                 "calendar.csv and catalog/): %s", path, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot read %.300s (set MOTCUA_DATA_DIR to the folder of "
+                 "calendar.csv and catalog/): %s",
+                 path, strerror(errno));
         return NULL;
     }
     char *text = NULL;
@@ -240,7 +241,7 @@ static mc_calendar_t *calendar_read(const mc_service_config_t *cfg, char *err, s
         snprintf(err, errlen, "MOTCUA_WORK_HOURS=%s: %s", cfg->work_hours, why);
         mc_calendar_destroy(&cal);
     } else if (mc_calendar_load(cal, text ? text : "", len, why, sizeof why) != MC_OK) {
-        snprintf(err, errlen, "%s: %s", path, why);
+        snprintf(err, errlen, "%.100s: %s", path, why);
         mc_calendar_destroy(&cal);
     }
     free(text);
@@ -419,13 +420,34 @@ void mc_service_every(mc_service_t *svc, uint64_t ms, void (*fn)(mc_service_t *s
     svc->timers = e;
 }
 
-void mc_service_set_data(mc_service_t *svc, void *data) { svc->data = data; }
-void *mc_service_data(const mc_service_t *svc) { return svc->data; }
-const char *mc_service_name(const mc_service_t *svc) { return svc->name; }
-mc_db_t *mc_service_db(const mc_service_t *svc) { return svc->db; }
-mc_bus_t *mc_service_bus(const mc_service_t *svc) { return svc->bus; }
-uv_loop_t *mc_service_loop(const mc_service_t *svc) { return (uv_loop_t *)&svc->loop; }
-const mc_service_config_t *mc_service_config(const mc_service_t *svc) { return &svc->cfg; }
+void mc_service_set_data(mc_service_t *svc, void *data)
+{
+    svc->data = data;
+}
+void *mc_service_data(const mc_service_t *svc)
+{
+    return svc->data;
+}
+const char *mc_service_name(const mc_service_t *svc)
+{
+    return svc->name;
+}
+mc_db_t *mc_service_db(const mc_service_t *svc)
+{
+    return svc->db;
+}
+mc_bus_t *mc_service_bus(const mc_service_t *svc)
+{
+    return svc->bus;
+}
+uv_loop_t *mc_service_loop(const mc_service_t *svc)
+{
+    return (uv_loop_t *)&svc->loop;
+}
+const mc_service_config_t *mc_service_config(const mc_service_t *svc)
+{
+    return &svc->cfg;
+}
 
 /* ---------------------------------------------------------------- shutdown */
 

@@ -7,14 +7,14 @@
 #include "log.h"
 
 struct mc_zsock {
-    uv_poll_t poll;   /* watches ZMQ_FD */
-    uv_timer_t kick;  /* drains on the next loop turn after a send */
+    uv_poll_t poll;  /* watches ZMQ_FD */
+    uv_timer_t kick; /* drains on the next loop turn after a send */
     zsock_t *sock;
     mc_zsock_recv_fn fn;
     void *arg;
     int closing;
     int open_handles;
-    int draining;     /* guards against re-entry from a callback that sends */
+    int draining; /* guards against re-entry from a callback that sends */
 };
 
 static void on_kick(uv_timer_t *timer);

@@ -53,7 +53,8 @@ void calendar_due(mc_http_req_t *req, void *arg)
     int64_t from_ms;
     if (!from || parse_instant(from, &from_ms) != MC_OK) {
         mc_http_reply_error(req, 400, "invalid",
-                            "from must be an ISO 8601 time, e.g. 2026-02-13T10:00:00+07:00", "from");
+                            "from must be an ISO 8601 time, e.g. 2026-02-13T10:00:00+07:00",
+                            "from");
         return;
     }
     char *end = NULL;
@@ -79,6 +80,6 @@ void calendar_due(mc_http_req_t *req, void *arg)
     mc_http_reply_json(req, 200,
                        json_pack("{s:s, s:f, s:s*, s:s, s:I}", "from", from_iso, "days", days,
                                  "cutoff", mc_http_query(req, "cutoff"), "due_at", due_iso,
-                                 "working_minutes", (json_int_t)mc_calendar_working_between(
-                                                        cal, from_ms, due)));
+                                 "working_minutes",
+                                 (json_int_t)mc_calendar_working_between(cal, from_ms, due)));
 }

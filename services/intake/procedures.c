@@ -7,10 +7,10 @@
 #include "intake.h"
 #include "service.h"
 
-#define PROCEDURE_JSON                                                                           \
-    "json_build_object('code', p.code, 'name', p.name, 'field', p.field, 'agency',"              \
-    " p.agency_code, 'agency_name', a.name, 'level', p.level, 'days', p.days, 'cutoff',"         \
-    " p.cutoff, 'fee', p.fee, 'documents', p.documents, 'return_methods',"                       \
+#define PROCEDURE_JSON                                                                             \
+    "json_build_object('code', p.code, 'name', p.name, 'field', p.field, 'agency',"                \
+    " p.agency_code, 'agency_name', a.name, 'level', p.level, 'days', p.days, 'cutoff',"           \
+    " p.cutoff, 'fee', p.fee, 'documents', p.documents, 'return_methods',"                         \
     " to_json(p.return_methods), 'steps', p.steps, 'version', p.version)"
 
 static void on_json(mc_db_conn_t *conn, PGresult *res, int status, void *arg)

@@ -106,7 +106,8 @@ static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     put(&p, "</table>\n<p><b>Thành phần hồ sơ đã nộp:</b></p>\n<ol>\n");
     size_t i;
     json_t *doc;
-    json_array_foreach(json_object_get(d, "documents"), i, doc) {
+    json_array_foreach(json_object_get(d, "documents"), i, doc)
+    {
         put(&p, "<li>");
         put_text(&p, field(doc, "name"));
         put(&p, "</li>\n");
@@ -139,12 +140,15 @@ void dossier_receipt(mc_http_req_t *req, void *arg)
         " 'procedure_name', d.procedure_name, 'applicant', d.applicant, 'documents', d.documents,"
         " 'channel_label', CASE d.channel WHEN 'online' THEN 'Trực tuyến' WHEN 'postal'"
         "   THEN 'Qua dịch vụ bưu chính' ELSE 'Trực tiếp' END,"
-        " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL("d.due_at") ","
-        " 'fee', to_char(d.fee, 'FM999G999G999G990'), 'return_method', d.return_method,"
-        " 'delivery_address', d.delivery_address, 'lookup_token', d.lookup_token,"
-        " 'agency_name', coalesce(a.name, d.agency_code))"
-        " FROM intake.dossiers d LEFT JOIN intake.agencies a ON a.code = d.agency_code"
-        " WHERE d.code = $1 AND d.lookup_token = $2";
+        " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL(
+            "d.due_at") ","
+                        " 'fee', to_char(d.fee, 'FM999G999G999G990'), 'return_method', "
+                        "d.return_method,"
+                        " 'delivery_address', d.delivery_address, 'lookup_token', d.lookup_token,"
+                        " 'agency_name', coalesce(a.name, d.agency_code))"
+                        " FROM intake.dossiers d LEFT JOIN intake.agencies a ON a.code = "
+                        "d.agency_code"
+                        " WHERE d.code = $1 AND d.lookup_token = $2";
 #undef LOCAL
     mc_db_params_t p = {0};
     mc_db_param_text(&p, code);

@@ -16,7 +16,6 @@
 #include "log.h"
 #include "service.h"
 
-
 typedef struct {
     mc_http_req_t *req;
     mc_service_t *svc;
@@ -91,8 +90,11 @@ static int validate_applicant(json_t *a, verdict_t *v)
         const char *name;
         size_t max;
         int required;
-    } fields[] = {{"name", 200, 1}, {"id_number", 12, 0}, {"phone", 15, 0},
-                  {"email", 254, 0}, {"address", 500, 0}};
+    } fields[] = {{"name", 200, 1},
+                  {"id_number", 12, 0},
+                  {"phone", 15, 0},
+                  {"email", 254, 0},
+                  {"address", 500, 0}};
     if (!json_is_object(a))
         return refuse(v, 400, "applicant", "applicant must be an object");
     const char *val[MC_COUNT(fields)];
@@ -110,9 +112,12 @@ static int validate_applicant(json_t *a, verdict_t *v)
     if (id && (!digits_only(id) || (strlen(id) != 9 && strlen(id) != 12)))
         return refuse(v, 400, "applicant.id_number", "must be 9 or 12 digits (CMND/CCCD)");
     if (phone) {
-        const char *p = strncmp(phone, "+84", 3) == 0 ? phone + 3 : phone[0] == '0' ? phone + 1 : NULL;
+        const char *p = strncmp(phone, "+84", 3) == 0 ? phone + 3
+                        : phone[0] == '0'             ? phone + 1
+                                                      : NULL;
         if (!p || !digits_only(p) || strlen(p) < 9 || strlen(p) > 10)
-            return refuse(v, 400, "applicant.phone", "must be a Vietnamese number (0... or +84...)");
+            return refuse(v, 400, "applicant.phone",
+                          "must be a Vietnamese number (0... or +84...)");
     }
     if (email) {
         const char *at = strchr(email, '@');
@@ -130,7 +135,8 @@ static int validate_documents(json_t *docs, verdict_t *v)
         return refuse(v, 400, "documents", "must be an array of at most 100 documents");
     size_t i;
     json_t *d;
-    json_array_foreach(docs, i, d) {
+    json_array_foreach(docs, i, d)
+    {
         char field[64];
         int bad = 0;
         if (!json_is_object(d)) {
@@ -175,7 +181,8 @@ static int validate(json_t *in, const char **agency, verdict_t *v)
     if (bad)
         return refuse(v, 400, "delivery_address", "must be a non-empty string");
     if (ret && strcmp(ret, "post") == 0 && !addr)
-        return refuse(v, 422, "delivery_address", "a delivery address is required for return by post");
+        return refuse(v, 422, "delivery_address",
+                      "a delivery address is required for return by post");
     return 0;
 }
 
@@ -195,8 +202,7 @@ static void submit_free(submit_t *s)
 
 static void fail(submit_t *s, PGresult *res, int status, const char *step)
 {
-    mc_error("submit: %s failed: %s", step,
-             res ? PQresultErrorMessage(res) : mc_strerror(status));
+    mc_error("submit: %s failed: %s", step, res ? PQresultErrorMessage(res) : mc_strerror(status));
     mc_http_reply_error(s->req, 503, "unavailable", "the dossier could not be stored; try again",
                         NULL);
     submit_free(s);
@@ -240,7 +246,8 @@ static void on_outbox_written(mc_db_conn_t *conn, PGresult *res, int status, voi
     mc_db_params_t p = {0};
     mc_db_param_text(&p, s->key);
     mc_db_param_text(&p, text);
-    mc_db_query(conn, "UPDATE intake.idempotency SET status = 201, response = $2::jsonb WHERE key = $1",
+    mc_db_query(conn,
+                "UPDATE intake.idempotency SET status = 201, response = $2::jsonb WHERE key = $1",
                 &p, 0, on_idempotency_saved, s);
     free(text);
 }
@@ -278,7 +285,8 @@ static void emit_submitted(submit_t *s)
     ev.applicant = &applicant;
     ev.n_documents = ndocs;
     ev.documents = dp;
-    ev.return_method = (char *)(json_string_value(json_object_get(in, "return_method")) ?: "counter");
+    ev.return_method =
+        (char *)(json_string_value(json_object_get(in, "return_method")) ?: "counter");
     ev.delivery_address = (char *)STR(in, "delivery_address");
     ev.received_at_ms = s->received_ms;
     ev.due_at_ms = s->due_ms;
@@ -331,14 +339,13 @@ static void on_dossier_inserted(mc_db_conn_t *conn, PGresult *res, int status, v
     if (mc_calendar_iso8601(s->due_ms, due) != MC_OK)
         due[0] = '\0';
     char *receipt = mc_sprintf("/v1/dossiers/%s/receipt?token=%s", s->code, s->token);
-    s->answer = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:s, s:s, s:i}, s:s}", "code",
-                          s->code, "status", "SUBMITTED", "national_status", 1, "received_at",
-                          PQgetvalue(res, 0, 1), "due_at", due, "lookup_token", s->token, "fee",
-                          json_integer_value(json_object_get(s->proc, "fee")), "procedure",
-                          "code", json_string_value(json_object_get(s->in, "procedure")), "name",
-                          json_string_value(json_object_get(s->proc, "name")), "level",
-                          (int)json_integer_value(json_object_get(s->proc, "level")),
-                          "receipt_url", receipt);
+    s->answer = json_pack(
+        "{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:s, s:s, s:i}, s:s}", "code", s->code, "status",
+        "SUBMITTED", "national_status", 1, "received_at", PQgetvalue(res, 0, 1), "due_at", due,
+        "lookup_token", s->token, "fee", json_integer_value(json_object_get(s->proc, "fee")),
+        "procedure", "code", json_string_value(json_object_get(s->in, "procedure")), "name",
+        json_string_value(json_object_get(s->proc, "name")), "level",
+        (int)json_integer_value(json_object_get(s->proc, "level")), "receipt_url", receipt);
     free(receipt);
     emit_submitted(s);
 }
@@ -365,7 +372,8 @@ static void insert_dossier(submit_t *s)
         " e AS (INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
         "  SELECT code, 'SUBMITTED', $1, 'received by intake', received_at FROM d)"
         " SELECT code,"
-        "  to_char(received_at AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
+        "  to_char(received_at AT TIME ZONE 'Asia/Ho_Chi_Minh', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
         "  (extract(epoch FROM received_at) * 1000)::bigint FROM d";
     json_t *in = s->in;
     char *applicant = json_dumps(json_object_get(in, "applicant"), JSON_COMPACT);
@@ -411,17 +419,19 @@ static int check_against_catalog(submit_t *s, json_t *desk, verdict_t *v)
     int allowed = 0;
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(proc, "return_methods"), i, m)
-        allowed |= strcmp(json_string_value(m), ret) == 0;
+    json_array_foreach(json_object_get(proc, "return_methods"), i, m) allowed |=
+        strcmp(json_string_value(m), ret) == 0;
     if (!allowed)
         return refuse(v, 422, "return_method", "this procedure does not return results that way");
     json_t *required, *given = json_object_get(in, "documents");
-    json_array_foreach(json_object_get(proc, "documents"), i, required) {
+    json_array_foreach(json_object_get(proc, "documents"), i, required)
+    {
         const char *kind = json_string_value(json_object_get(required, "kind"));
         int found = 0;
         size_t k;
         json_t *d;
-        json_array_foreach(given, k, d) found |= strcmp(json_string_value(json_object_get(d, "kind")), kind) == 0;
+        json_array_foreach(given, k, d) found |=
+            strcmp(json_string_value(json_object_get(d, "kind")), kind) == 0;
         if (!found) {
             v->status = 422;
             v->code = "rule_violation";
@@ -459,14 +469,12 @@ static void on_procedure(mc_db_conn_t *conn, PGresult *res, int status, void *ar
         if (!bad) {
             mc_service_t *svc = s->svc;
             const mc_calendar_t *cal = mc_service_calendar(svc);
-            int cutoff = mc_calendar_parse_cutoff(
-                json_string_value(json_object_get(s->proc, "cutoff")));
+            int cutoff =
+                mc_calendar_parse_cutoff(json_string_value(json_object_get(s->proc, "cutoff")));
             s->received_ms = mc_wall_ms();
-            s->due_ms = mc_calendar_due_days(cal, s->received_ms,
-                                             json_number_value(json_object_get(s->proc, "days")),
-                                             cutoff == MC_CALENDAR_BAD_CUTOFF
-                                                 ? MC_CALENDAR_NO_CUTOFF
-                                                 : cutoff);
+            s->due_ms = mc_calendar_due_days(
+                cal, s->received_ms, json_number_value(json_object_get(s->proc, "days")),
+                cutoff == MC_CALENDAR_BAD_CUTOFF ? MC_CALENDAR_NO_CUTOFF : cutoff);
             insert_dossier(s);
             return;
         }
@@ -481,18 +489,19 @@ static void load_procedure(submit_t *s)
     mc_db_params_t p = {0};
     mc_db_param_text(&p, json_string_value(json_object_get(s->in, "procedure")));
     mc_db_param_text(&p, json_string_value(json_object_get(s->in, "agency")));
-    mc_db_query(s->conn,
-                "SELECT json_build_object('name', p.name, 'level', p.level, 'days', p.days,"
-                " 'cutoff', p.cutoff, 'fee', p.fee, 'documents', p.documents,"
-                " 'return_methods', to_json(p.return_methods), 'steps',"
-                " (SELECT json_agg(st || jsonb_build_object('external', coalesce(a.external, false))"
-                "   ORDER BY o) FROM jsonb_array_elements(p.steps) WITH ORDINALITY AS x(st, o)"
-                "   LEFT JOIN intake.agencies a ON a.code = st->>'agency'),"
-                " 'version', p.version, 'agency', p.agency_code),"
-                " (SELECT json_build_object('external', a.external) FROM intake.agencies a"
-                "   WHERE a.code = $2 AND a.retired_at IS NULL)"
-                " FROM intake.procedures p WHERE p.code = $1 AND p.retired_at IS NULL",
-                &p, 0, on_procedure, s);
+    mc_db_query(
+        s->conn,
+        "SELECT json_build_object('name', p.name, 'level', p.level, 'days', p.days,"
+        " 'cutoff', p.cutoff, 'fee', p.fee, 'documents', p.documents,"
+        " 'return_methods', to_json(p.return_methods), 'steps',"
+        " (SELECT json_agg(st || jsonb_build_object('external', coalesce(a.external, false))"
+        "   ORDER BY o) FROM jsonb_array_elements(p.steps) WITH ORDINALITY AS x(st, o)"
+        "   LEFT JOIN intake.agencies a ON a.code = st->>'agency'),"
+        " 'version', p.version, 'agency', p.agency_code),"
+        " (SELECT json_build_object('external', a.external) FROM intake.agencies a"
+        "   WHERE a.code = $2 AND a.retired_at IS NULL)"
+        " FROM intake.procedures p WHERE p.code = $1 AND p.retired_at IS NULL",
+        &p, 0, on_procedure, s);
 }
 
 static void on_replay_read(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
@@ -529,8 +538,9 @@ static void on_key_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *
     /* The key was used before (and committed): answer as the first time. */
     mc_db_params_t p = {0};
     mc_db_param_text(&p, s->key);
-    mc_db_query(conn, "SELECT request_hash, status, response FROM intake.idempotency WHERE key = $1",
-                &p, 0, on_replay_read, s);
+    mc_db_query(conn,
+                "SELECT request_hash, status, response FROM intake.idempotency WHERE key = $1", &p,
+                0, on_replay_read, s);
 }
 
 static void on_begin(mc_db_conn_t *conn, PGresult *res, int status, void *arg)

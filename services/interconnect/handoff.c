@@ -58,7 +58,7 @@ static void list_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
 {
     (void)who;
     mc_service_t *svc = arg;
-    static const char *const states[] = {"requested", "sent",    "accepted", "completed",
+    static const char *const states[] = {"requested", "sent",   "accepted", "completed",
                                          "rejected",  "failed", "expired"};
     const char *dossier = mc_http_query(req, "dossier");
     const char *state = mc_http_query(req, "state");

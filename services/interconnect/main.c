@@ -17,8 +17,8 @@ static const mc_bus_handler_t handlers[] = {
 
 int main(int argc, char **argv)
 {
-    mc_service_t *svc = mc_service_new("interconnect", argc, argv, mc_sql_interconnect,
-                                       mc_sql_interconnect_count);
+    mc_service_t *svc =
+        mc_service_new("interconnect", argc, argv, mc_sql_interconnect, mc_sql_interconnect_count);
     interconnect_t state = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc))};
     mc_service_set_data(svc, &state);
     mc_service_routes(svc, routes, MC_COUNT(routes));

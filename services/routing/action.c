@@ -20,9 +20,16 @@
 
 /* Actions an officer may ask for; the others come from the bus. */
 static const mc_action_t officer_actions[] = {
-    MC_ACT_RECEIVE,        MC_ACT_REJECT,  MC_ACT_REQUEST_SUPPLEMENT, MC_ACT_SUPPLEMENT_RECEIVED,
-    MC_ACT_FORWARD,        MC_ACT_APPROVE, MC_ACT_REFUSE,             MC_ACT_RESULT_READY,
-    MC_ACT_RETURN,         MC_ACT_WITHDRAW,
+    MC_ACT_RECEIVE,
+    MC_ACT_REJECT,
+    MC_ACT_REQUEST_SUPPLEMENT,
+    MC_ACT_SUPPLEMENT_RECEIVED,
+    MC_ACT_FORWARD,
+    MC_ACT_APPROVE,
+    MC_ACT_REFUSE,
+    MC_ACT_RESULT_READY,
+    MC_ACT_RETURN,
+    MC_ACT_WITHDRAW,
 };
 
 typedef struct {
@@ -34,8 +41,8 @@ typedef struct {
     char *officer;
     char code[65];
     mc_db_conn_t *conn;
-    json_t *c;       /* the case as locked */
-    json_t *params;  /* notification parameters */
+    json_t *c;      /* the case as locked */
+    json_t *params; /* notification parameters */
     json_t *answer;
     mc_outbox_t *outbox;
     char actor[300];
@@ -43,7 +50,7 @@ typedef struct {
     change_t ch;
     int step, new_step, done_old, start_new;
     int64_t due_ms, step_due_ms;
-    const char *pause;   /* "set", "clear" or "keep" */
+    const char *pause; /* "set", "clear" or "keep" */
     const char *pause_kind;
     const char *outcome;
     json_t *handoff_step; /* borrowed from c */
@@ -64,8 +71,8 @@ static void act_free(act_t *a)
 
 static void act_fail(act_t *a, PGresult *res, int status, const char *step)
 {
-    mc_logd(MC_LOG_ERROR, NULL, a->code, "action %s: %s failed: %s",
-            mc_action_name(a->action), step, res ? PQresultErrorMessage(res) : mc_strerror(status));
+    mc_logd(MC_LOG_ERROR, NULL, a->code, "action %s: %s failed: %s", mc_action_name(a->action),
+            step, res ? PQresultErrorMessage(res) : mc_strerror(status));
     mc_http_reply_error(a->req, 503, "unavailable", "the case could not be changed; try again",
                         NULL);
     act_free(a);
@@ -179,7 +186,8 @@ static void write_change(act_t *a)
 {
     static const char *sql =
         "WITH c AS (UPDATE routing.cases SET state = $2, step_index = $3::int,"
-        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0) ELSE due_at END,"
+        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0) ELSE due_at "
+        "END,"
         "   paused_at = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE paused_at END,"
         "   overdue_at = CASE WHEN $4::bigint > 0 AND to_timestamp($4::bigint / 1000.0) > now()"
         "     THEN NULL ELSE overdue_at END,"
@@ -189,7 +197,8 @@ static void write_change(act_t *a)
         " d AS (UPDATE routing.case_steps SET done_at = now()"
         "   WHERE code = $1 AND idx = $7::int AND $8::boolean AND done_at IS NULL),"
         " n AS (UPDATE routing.case_steps SET started_at = coalesce(started_at, now()),"
-        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0) ELSE due_at END"
+        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0) ELSE due_at "
+        "END"
         "   WHERE code = $1 AND idx = $3::int AND $9::boolean),"
         " po AS (INSERT INTO routing.pauses (code, kind, started_at, note)"
         "   SELECT $1, $11, now(), coalesce($12, '') WHERE $11::text IS NOT NULL),"
@@ -238,11 +247,10 @@ static void answer(act_t *a, json_t *step)
     if (due_ms > 0 && mc_calendar_iso8601(due_ms, due) != MC_OK)
         due[0] = '\0';
     mc_state_t to = a->ch.states[a->ch.nstates - 1];
-    a->answer = json_pack("{s:s, s:s, s:s, s:i, s:s, s:{s:i, s:s, s:s}}", "code", a->code,
-                          "action", mc_action_name(a->action), "state", mc_state_name(to),
-                          "national_status", mc_state_national(to), "due_at", due, "step",
-                          "index", a->new_step, "name", jstr(step, "name"), "agency",
-                          jstr(step, "agency"));
+    a->answer = json_pack("{s:s, s:s, s:s, s:i, s:s, s:{s:i, s:s, s:s}}", "code", a->code, "action",
+                          mc_action_name(a->action), "state", mc_state_name(to), "national_status",
+                          mc_state_national(to), "due_at", due, "step", "index", a->new_step,
+                          "name", jstr(step, "name"), "agency", jstr(step, "agency"));
 }
 
 /* Work out what the action does to this case; 0, or an error already replied. */
@@ -355,8 +363,8 @@ static int decide(act_t *a)
         a->new_step = a->step + 1;
         a->done_old = 1;
         a->start_new = 1;
-        a->step_due_ms = deadline_due(svc, now, json_number_value(json_object_get(next, "days")),
-                                      NULL);
+        a->step_due_ms =
+            deadline_due(svc, now, json_number_value(json_object_get(next, "days")), NULL);
         now_step = next;
         if (act == MC_ACT_HAND_OFF)
             a->handoff_step = next;
@@ -370,19 +378,14 @@ static int decide(act_t *a)
         a->outcome = "refused";
         ch->notify = "refused";
         break;
-    case MC_ACT_RESULT_READY:
-        ch->notify = "result_ready";
-        break;
-    case MC_ACT_RETURN:
-        ch->notify = "returned";
-        break;
+    case MC_ACT_RESULT_READY: ch->notify = "result_ready"; break;
+    case MC_ACT_RETURN: ch->notify = "returned"; break;
     case MC_ACT_WITHDRAW:
         a->outcome = "withdrawn";
         a->pause = "clear";
         ch->notify = "withdrawn";
         break;
-    default:
-        break;
+    default: break;
     }
     if (a->outcome)
         a->pause = "clear";
@@ -418,9 +421,9 @@ static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 /* 1 if the agency $2 is the agency given or one above it. */
-#define COVERS(agency)                                                                           \
-    "EXISTS (WITH RECURSIVE up(code, parent) AS (SELECT code, parent FROM routing.agencies"      \
-    " WHERE code = " agency " UNION SELECT a.code, a.parent FROM routing.agencies a"             \
+#define COVERS(agency)                                                                             \
+    "EXISTS (WITH RECURSIVE up(code, parent) AS (SELECT code, parent FROM routing.agencies"        \
+    " WHERE code = " agency " UNION SELECT a.code, a.parent FROM routing.agencies a"               \
     " JOIN up ON a.code = up.parent) SELECT 1 FROM up WHERE up.code = $2)"
 
 static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
@@ -439,15 +442,26 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         " SELECT json_build_object('state', c.state, 'step', c.step_index, 'days', c.days,"
         "  'cutoff', c.cutoff, 'fee', c.fee, 'level', c.level, 'channel', c.channel,"
         "  'procedure_code', c.procedure_code, 'procedure_name', c.procedure_name,"
-        "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
-        "  'applicant', c.applicant, 'documents', c.documents,"
-        "  'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
-        "    'agency', s.agency_code, 'days', s.days, 'external', s.external,"
-        "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"
-        "    FROM routing.case_steps s WHERE s.code = c.code),"
-        "  'covers_step', " COVERS("(SELECT agency_code FROM cur)") ","
-        "  'covers_desk', " COVERS("(SELECT agency_code FROM desk)") ")"
-        " FROM c";
+        "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS(
+            "c.paused_at") ","
+                           "  'applicant', c.applicant, 'documents', c.documents,"
+                           "  'steps', (SELECT json_agg(json_build_object('index', s.idx, "
+                           "'name', s.name,"
+                           "    'agency', s.agency_code, 'days', s.days, 'external', "
+                           "s.external,"
+                           "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"
+                                                           "    FROM routing.case_steps s "
+                                                           "WHERE s.code = c.code),"
+                                                           "  'covers_step', " COVERS(
+                                                               "(SELECT agency_code FROM "
+                                                               "cur)") ","
+                                                                       "  "
+                                                                       "'covers_desk',"
+                                                                       " " COVERS(
+                                                                           "(SELECT "
+                                                                           "agency_code FROM "
+                                                                           "desk)") ")"
+                                                                                    " FROM c";
     mc_db_params_t p = {0};
     mc_db_param_text(&p, a->code);
     mc_db_param_text(&p, a->who.agency);
@@ -481,8 +495,7 @@ static void act_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
     json_t *action = json_object_get(in, "action"), *note = json_object_get(in, "note"),
            *officer = json_object_get(in, "officer");
     mc_action_t act = MC_ACT_COUNT;
-    int known = json_is_string(action) &&
-                mc_action_parse(json_string_value(action), &act) == MC_OK;
+    int known = json_is_string(action) && mc_action_parse(json_string_value(action), &act) == MC_OK;
     int allowed = 0;
     for (size_t i = 0; known && i < MC_COUNT(officer_actions); i++)
         allowed |= officer_actions[i] == act;
@@ -512,7 +525,8 @@ static void act_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
     a->who = *who;
     a->action = act;
     snprintf(a->code, sizeof a->code, "%s", mc_http_param(req, "code"));
-    a->note = json_is_string(note) && json_string_length(note) ? mc_strdup(json_string_value(note)) : NULL;
+    a->note = json_is_string(note) && json_string_length(note) ? mc_strdup(json_string_value(note))
+                                                               : NULL;
     a->officer = json_is_string(officer) ? mc_strdup(json_string_value(officer)) : NULL;
     a->params = json_object();
     json_decref(in);

@@ -48,7 +48,8 @@ void change_emit(mc_outbox_t *ob, const change_t *ch)
     const char *key;
     json_t *value;
     size_t k = 0;
-    json_object_foreach(ch->notify_params, key, value) {
+    json_object_foreach(ch->notify_params, key, value)
+    {
         motcua__v1__notification_requested__params_entry__init(&pv[k]);
         pv[k].key = (char *)key;
         pv[k].value = (char *)(json_is_string(value) ? json_string_value(value) : "");

@@ -149,8 +149,7 @@ static void on_candidates(mc_db_conn_t *conn, PGresult *res, int status, void *a
         double days = atof(PQgetvalue(res, r, 1));
         double extra = fmax(1.0, ceil(days * 0.5));
         json_array_append_new(codes, json_string(PQgetvalue(res, r, 0)));
-        json_array_append_new(appointments,
-                              json_integer(deadline_due(sw->svc, now, extra, NULL)));
+        json_array_append_new(appointments, json_integer(deadline_due(sw->svc, now, extra, NULL)));
     }
     char *codes_text = json_dumps(codes, JSON_COMPACT);
     char *appointments_text = json_dumps(appointments, JSON_COMPACT);
@@ -167,7 +166,8 @@ static void on_candidates(mc_db_conn_t *conn, PGresult *res, int status, void *a
         "   coalesce(s.agency_code, m.resolving_agency) AS agency_code, ag.name AS agency_name"
         "   FROM marked m LEFT JOIN routing.case_steps s ON s.code = m.code"
         "   AND s.idx = m.step_index"
-        "   LEFT JOIN routing.agencies ag ON ag.code = coalesce(s.agency_code, m.resolving_agency)),"
+        "   LEFT JOIN routing.agencies ag ON ag.code = coalesce(s.agency_code, "
+        "m.resolving_agency)),"
         " apology AS (INSERT INTO routing.apologies (code, agency_code, reason, due_at,"
         "   appointment_at)"
         "   SELECT m.code, st.agency_code, 'Hồ sơ quá hạn giải quyết tại bước \"' ||"

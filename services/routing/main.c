@@ -36,8 +36,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "motcua-routing: configuration error: %s\n", err);
         return 2;
     }
-    mc_service_t *svc =
-        mc_service_new("routing", argc, argv, mc_sql_routing, mc_sql_routing_count);
+    mc_service_t *svc = mc_service_new("routing", argc, argv, mc_sql_routing, mc_sql_routing_count);
     routing_t routing = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc))};
     mc_service_set_data(svc, &routing);
     mc_service_catalog(svc, 0); /* the agency tree, reloaded on SIGHUP */

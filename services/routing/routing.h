@@ -30,20 +30,21 @@ void case_show(mc_http_req_t *req, void *arg);
 typedef struct {
     const char *code;
     mc_state_t from;
-    mc_state_t states[3]; /* the states passed through, in order (receive → RECEIVED → IN_PROGRESS) */
+    mc_state_t
+        states[3]; /* the states passed through, in order (receive → RECEIVED → IN_PROGRESS) */
     int nstates;
     const char *action;
     const char *actor;
     const char *note;
-    const char *agency;      /* agency shown in the public history */
-    const char *step_name;   /* the step in charge after the change */
+    const char *agency;    /* agency shown in the public history */
+    const char *step_name; /* the step in charge after the change */
     const char *step_agency;
     int64_t due_ms;
     int overdue;
     int64_t appointment_ms;
-    const char *notify;      /* notification event ("received", ...) or NULL */
-    json_t *notify_params;   /* borrowed; may be NULL */
-    json_t *applicant;       /* borrowed: email and phone of whom to notify */
+    const char *notify;    /* notification event ("received", ...) or NULL */
+    json_t *notify_params; /* borrowed; may be NULL */
+    json_t *applicant;     /* borrowed: email and phone of whom to notify */
     const char *trace;
     const char *causation;
 } change_t;

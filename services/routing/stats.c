@@ -27,11 +27,24 @@
  * CSV. All are counts, except on_time_rate and online_rate: percentages with one
  * decimal, or null when there is nothing to divide by. */
 static const char *const fields[] = {
-    "received_total",    "received_online",     "received_direct",     "received_postal",
-    "carried_over",      "resolved_total",      "resolved_early",      "resolved_on_time",
-    "resolved_late",     "in_progress_total",   "in_progress_on_time", "in_progress_overdue",
-    "withdrawn",         "refused",             "on_time_rate",        "online_rate",
-    "level3",            "level4",
+    "received_total",
+    "received_online",
+    "received_direct",
+    "received_postal",
+    "carried_over",
+    "resolved_total",
+    "resolved_early",
+    "resolved_on_time",
+    "resolved_late",
+    "in_progress_total",
+    "in_progress_on_time",
+    "in_progress_overdue",
+    "withdrawn",
+    "refused",
+    "on_time_rate",
+    "online_rate",
+    "level3",
+    "level4",
 };
 
 /* What the database callback needs once the principal is gone. */
@@ -108,7 +121,7 @@ static const char stats_sql[] =
     "  $4::text IS NULL OR $1 IN (SELECT code FROM mine)"
     " FROM k";
 
-#define COL_KNOWN ((int)MC_COUNT(fields))
+#define COL_KNOWN   ((int)MC_COUNT(fields))
 #define COL_ALLOWED (COL_KNOWN + 1)
 
 /* ---------------------------------------------------------------- the answer */

@@ -35,7 +35,8 @@ static void probe_handle(mc_bus_msg_t *msg, void *arg)
     }
     char *sql = mc_sprintf(
         "INSERT INTO %s.probe_log (stream, seq, message_id, in_order) VALUES ($1, $2::bigint, "
-        "$3::uuid, $2::bigint = coalesce((SELECT max(seq) FROM %s.probe_log WHERE stream = $1), 0) + 1)",
+        "$3::uuid, $2::bigint = coalesce((SELECT max(seq) FROM %s.probe_log WHERE stream = $1), 0) "
+        "+ 1)",
         mc_service_name(svc), mc_service_name(svc));
     mc_db_params_t params = {0};
     mc_db_param_text(&params, p->stream);
@@ -67,8 +68,8 @@ static void sender_end(sender_t *s, int status, const char *why)
         mc_db_release(s->conn);
     if (status == MC_OK) {
         double secs = (double)(mc_now_ms() - s->started) / 1000.0;
-        mc_http_reply_json(s->req, 200, json_pack("{s:i, s:f}", "written", (json_int_t)s->total,
-                                                  "seconds", secs));
+        mc_http_reply_json(
+            s->req, 200, json_pack("{s:i, s:f}", "written", (json_int_t)s->total, "seconds", secs));
     } else {
         mc_http_reply_error(s->req, 503, "unavailable", why, NULL);
     }
@@ -195,7 +196,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bus-peer SERVICE (intake, routing, ...)\n");
         return 2;
     }
-    mc_service_t *svc = mc_service_new(argv[1], argc - 1, argv + 1, mc_sql_probe, mc_sql_probe_count);
+    mc_service_t *svc =
+        mc_service_new(argv[1], argc - 1, argv + 1, mc_sql_probe, mc_sql_probe_count);
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
     return mc_service_run(&svc);

@@ -146,7 +146,7 @@ struct server {
     atomic_int client_done;
     int timed_out;
     uint64_t lookups, fresh_lookups; /* read on the loop before destroying */
-    int revoked;                      /* rows the client's revocation changed */
+    int revoked;                     /* rows the client's revocation changed */
     /* Client thread, read after join. */
     response_t res[MAX_RES];
 };
@@ -415,10 +415,10 @@ static void key_text_and_hash(void **state)
     snprintf(k, sizeof k, "mck_%064d", 0);
     assert_true(mc_auth_key_valid(k));
     /* The stored hash is SHA-256 of the whole text; checked with Python's hashlib. */
-    static const uint8_t want[MC_AUTH_HASH_LEN] = {
-        0xca, 0x25, 0x1f, 0x61, 0xa6, 0xdb, 0x54, 0x00, 0xeb, 0xeb, 0x1e,
-        0xd3, 0xe1, 0x8a, 0xed, 0x07, 0xa7, 0x5c, 0x6e, 0x4e, 0xf4, 0xda,
-        0x49, 0xc3, 0xbd, 0x43, 0x7b, 0x1b, 0x42, 0xdf, 0x2b, 0x4b};
+    static const uint8_t want[MC_AUTH_HASH_LEN] = {0xca, 0x25, 0x1f, 0x61, 0xa6, 0xdb, 0x54, 0x00,
+                                                   0xeb, 0xeb, 0x1e, 0xd3, 0xe1, 0x8a, 0xed, 0x07,
+                                                   0xa7, 0x5c, 0x6e, 0x4e, 0xf4, 0xda, 0x49, 0xc3,
+                                                   0xbd, 0x43, 0x7b, 0x1b, 0x42, 0xdf, 0x2b, 0x4b};
     uint8_t got[MC_AUTH_HASH_LEN];
     mc_auth_key_hash(k, got);
     assert_memory_equal(got, want, sizeof want);
@@ -450,8 +450,14 @@ static void scope_names(void **state)
     mc_auth_scopes_format(0, out, sizeof out);
     assert_string_equal(out, "");
 
-    static const char *const bad[] = {"", "admin", "officer,", ",officer", "officer,,operator",
-                                      "officer,officer", "Officer", "officer operator"};
+    static const char *const bad[] = {"",
+                                      "admin",
+                                      "officer,",
+                                      ",officer",
+                                      "officer,,operator",
+                                      "officer,officer",
+                                      "Officer",
+                                      "officer operator"};
     for (size_t i = 0; i < MC_COUNT(bad); i++) {
         err[0] = '\0';
         assert_int_equal(mc_auth_scopes_parse(bad[i], &s, err, sizeof err), MC_EINVAL);
@@ -568,9 +574,8 @@ static void scopes_decide(void **state)
     server_t sv;
     run(&sv, kf, client_scopes);
     assert_error(&sv.res[0], 403, "forbidden");
-    assert_string_equal(sv.res[0].www,
-                        "Bearer realm=\"motcua\", error=\"insufficient_scope\", "
-                        "scope=\"officer operator\"");
+    assert_string_equal(sv.res[0].www, "Bearer realm=\"motcua\", error=\"insufficient_scope\", "
+                                       "scope=\"officer operator\"");
     assert_principal(&sv.res[1], "officer-test", OFFICER_AGENCY, "officer");
     assert_principal(&sv.res[2], "integrator-test", "", "citizen_portal,integrator");
     assert_principal(&sv.res[3], "officer-test", OFFICER_AGENCY, "officer");

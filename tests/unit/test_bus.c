@@ -38,7 +38,7 @@ typedef struct {
     uv_loop_t loop;
     int loop_closed;
     PGconn *admin;
-    char a[40], b[40];   /* sender and receiver: service names and schemas */
+    char a[40], b[40]; /* sender and receiver: service names and schemas */
     char ep_a[64], ep_b[64];
     mc_db_t *db_a, *db_b;
     mc_bus_t *bus_a, *bus_b;
@@ -46,9 +46,9 @@ typedef struct {
     mc_bus_handler_t handlers[1];
     /* the receiver's handler */
     handler_mode_t mode;
-    int calls;           /* handler invocations */
-    int logged;          /* probe_log inserts that reached mc_bus_done(MC_OK) */
-    uv_timer_t later;    /* H_LATER: answers after a while */
+    int calls;        /* handler invocations */
+    int logged;       /* probe_log inserts that reached mc_bus_done(MC_OK) */
+    uv_timer_t later; /* H_LATER: answers after a while */
     mc_bus_msg_t *pending;
     int answered;
     char last_trace[64];
@@ -88,7 +88,9 @@ static void expand(const fx_t *fx, const char *sql, char *out, size_t len)
 {
     size_t o = 0;
     for (const char *p = sql; *p && o + 1 < len;) {
-        const char *with = strncmp(p, "@a@", 3) == 0 ? fx->a : strncmp(p, "@b@", 3) == 0 ? fx->b : NULL;
+        const char *with = strncmp(p, "@a@", 3) == 0   ? fx->a
+                           : strncmp(p, "@b@", 3) == 0 ? fx->b
+                                                       : NULL;
         if (with) {
             int n = snprintf(out + o, len - o, "%s", with);
             o = o + (size_t)n < len ? o + (size_t)n : len - 1;
@@ -225,7 +227,7 @@ static void probe_handler(mc_bus_msg_t *msg, void *arg)
 typedef struct {
     const char *stream; /* also the dossier code */
     uint64_t seq;
-    int no_handler;     /* a DossierStatusChanged: the receiver has no handler */
+    int no_handler; /* a DossierStatusChanged: the receiver has no handler */
 } probe_t;
 
 typedef struct {
@@ -408,7 +410,8 @@ static int fx_setup(void **state)
         return -1;
     }
     PQclear(PQexec(fx->admin, "SET client_min_messages = warning"));
-    mc_log_init(NULL, getenv("MC_UT_BUS_LOG") ? MC_LOG_DEBUG : MC_LOG_ERROR, 0); /* dead letters and retries are expected here */
+    mc_log_init(NULL, getenv("MC_UT_BUS_LOG") ? MC_LOG_DEBUG : MC_LOG_ERROR,
+                0); /* dead letters and retries are expected here */
     admin_exec(fx, "DROP SCHEMA IF EXISTS @a@ CASCADE; DROP SCHEMA IF EXISTS @b@ CASCADE");
     char err[512];
     if (mc_migrate_service(url, fx->a, NULL, 0, err, sizeof err) != mc_sql_common_count ||
@@ -625,14 +628,16 @@ static void order_per_dossier(void **state)
                         "0");
     assert_string_equal(admin_value(fx, "SELECT count(DISTINCT message_id) FROM @b@.probe_log"),
                         "200");
-    assert_string_equal(admin_value(fx, "SELECT string_agg(stream || ':' || n || ':' || mx, ',' "
-                                        "ORDER BY stream) FROM (SELECT stream, count(*) n, max(seq) "
-                                        "mx FROM @b@.probe_log GROUP BY stream) s"),
+    assert_string_equal(admin_value(fx,
+                                    "SELECT string_agg(stream || ':' || n || ':' || mx, ',' "
+                                    "ORDER BY stream) FROM (SELECT stream, count(*) n, max(seq) "
+                                    "mx FROM @b@.probe_log GROUP BY stream) s"),
                         "G09.12-0101:67:67,G09.12-0102:67:67,G09.12-0103:66:66");
     /* Each dossier's envelopes were handled in the order they were written. */
-    assert_string_equal(admin_value(fx, "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (PARTITION "
-                                        "BY stream ORDER BY pos) prev FROM @b@.probe_log) x "
-                                        "WHERE prev IS NOT NULL AND seq <> prev + 1"),
+    assert_string_equal(admin_value(fx,
+                                    "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (PARTITION "
+                                    "BY stream ORDER BY pos) prev FROM @b@.probe_log) x "
+                                    "WHERE prev IS NOT NULL AND seq <> prev + 1"),
                         "0");
     assert_int_equal(fx->logged, N);
     if (took > 10000)
@@ -788,8 +793,9 @@ static void dead_letter_not_recorded_retried(void **state)
     admin_exec(fx, "ALTER TABLE @b@.dead_letters ADD CONSTRAINT ut_refuse CHECK (reason = 'x')");
     static const probe_t one[] = {{"G09.12-0010", 1, 0}};
     write_outbox(fx, one, 1, 1, NULL);
-    assert_true(wait_value(fx, "SELECT count(*) FROM @a@.outbox WHERE last_error = 'dead letter "
-                               "not recorded'",
+    assert_true(wait_value(fx,
+                           "SELECT count(*) FROM @a@.outbox WHERE last_error = 'dead letter "
+                           "not recorded'",
                            "1", 5000));
     assert_string_equal(admin_value(fx, "SELECT count(*) FROM @b@.inbox"), "0");
     admin_exec(fx, "ALTER TABLE @b@.dead_letters DROP CONSTRAINT ut_refuse");

@@ -110,7 +110,7 @@ static void local_time_is_utc_plus_7(void **state)
     assert_int_equal(t.hour, 10);
     assert_int_equal(t.minute, 0);
     assert_int_equal(t.millisecond, 123);
-    assert_int_equal(t.weekday, 5); /* Friday */
+    assert_int_equal(t.weekday, 5);                 /* Friday */
     assert_int_equal(mc_calendar_local(-1, &t), 0); /* 1970-01-01 06:59:59.999 local */
     assert_int_equal(t.hour, 6);
     assert_int_equal(t.weekday, 4);
@@ -202,27 +202,27 @@ static void working_days_around_tet_2026(void **state)
     static const struct {
         int m, d, working;
     } days[] = {
-        {1, 1, 0},   /* Thu, Tết Dương lịch */
-        {1, 2, 1},   /* Fri */
-        {2, 12, 1},  /* Thu */
-        {2, 13, 1},  /* Fri, the last working day before Tết */
-        {2, 14, 0},  /* Sat */
-        {2, 15, 0},  /* Sun */
-        {2, 16, 0},  /* Mon, Tết */
-        {2, 17, 0},  /* Tue, mùng 1 */
-        {2, 18, 0},  /* Wed */
-        {2, 19, 0},  /* Thu */
-        {2, 20, 0},  /* Fri */
-        {2, 21, 0},  /* Sat */
-        {2, 22, 0},  /* Sun */
-        {2, 23, 1},  /* Mon, back to work */
-        {4, 26, 0},  /* Sun, Giỗ Tổ */
-        {4, 27, 0},  /* Mon, off in its place */
-        {4, 28, 1},  /* Tue */
-        {4, 29, 1},  /* Wed */
-        {4, 30, 0},  /* Thu */
-        {5, 1, 0},   /* Fri */
-        {5, 4, 1},   /* Mon */
+        {1, 1, 0},  /* Thu, Tết Dương lịch */
+        {1, 2, 1},  /* Fri */
+        {2, 12, 1}, /* Thu */
+        {2, 13, 1}, /* Fri, the last working day before Tết */
+        {2, 14, 0}, /* Sat */
+        {2, 15, 0}, /* Sun */
+        {2, 16, 0}, /* Mon, Tết */
+        {2, 17, 0}, /* Tue, mùng 1 */
+        {2, 18, 0}, /* Wed */
+        {2, 19, 0}, /* Thu */
+        {2, 20, 0}, /* Fri */
+        {2, 21, 0}, /* Sat */
+        {2, 22, 0}, /* Sun */
+        {2, 23, 1}, /* Mon, back to work */
+        {4, 26, 0}, /* Sun, Giỗ Tổ */
+        {4, 27, 0}, /* Mon, off in its place */
+        {4, 28, 1}, /* Tue */
+        {4, 29, 1}, /* Wed */
+        {4, 30, 0}, /* Thu */
+        {5, 1, 0},  /* Fri */
+        {5, 4, 1},  /* Mon */
     };
     for (size_t i = 0; i < MC_COUNT(days); i++) {
         int got = mc_calendar_is_working_day(cal, 2026, days[i].m, days[i].d);

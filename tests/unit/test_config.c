@@ -22,10 +22,8 @@ typedef struct {
 static const mc_conf_item_t items[] = {
     {"MOTCUA_UT_{SVC}_NAME", MC_CONF_STRING, offsetof(conf_t, name), "one-stop", 0, 0, NULL,
      "display name"},
-    {"MOTCUA_UT_WORKERS", MC_CONF_INT, offsetof(conf_t, workers), "4", 1, 64, NULL,
-     "worker count"},
-    {"MOTCUA_UT_{SVC}_PORT", MC_CONF_PORT, offsetof(conf_t, port), "7180", 0, 0, NULL,
-     "HTTP port"},
+    {"MOTCUA_UT_WORKERS", MC_CONF_INT, offsetof(conf_t, workers), "4", 1, 64, NULL, "worker count"},
+    {"MOTCUA_UT_{SVC}_PORT", MC_CONF_PORT, offsetof(conf_t, port), "7180", 0, 0, NULL, "HTTP port"},
     {"MOTCUA_UT_VERBOSE", MC_CONF_BOOL, offsetof(conf_t, verbose), "false", 0, 0, NULL,
      "chatty logs"},
     {"MOTCUA_UT_LEVEL", MC_CONF_ENUM, offsetof(conf_t, level), "info", 0, 0,
@@ -33,8 +31,8 @@ static const mc_conf_item_t items[] = {
 };
 
 static const char *const vars[] = {
-    "MOTCUA_UT_INTAKE_NAME", "MOTCUA_UT_WORKERS",   "MOTCUA_UT_INTAKE_PORT",
-    "MOTCUA_UT_VERBOSE",     "MOTCUA_UT_LEVEL",     "MOTCUA_UT_REQUIRED",
+    "MOTCUA_UT_INTAKE_NAME", "MOTCUA_UT_WORKERS",      "MOTCUA_UT_INTAKE_PORT",
+    "MOTCUA_UT_VERBOSE",     "MOTCUA_UT_LEVEL",        "MOTCUA_UT_REQUIRED",
     "MOTCUA_UT__NAME",       "MOTCUA_UT_ROUTING_PORT",
 };
 
@@ -139,8 +137,8 @@ static void int_valid_and_bounds(void **state)
 static void int_invalid_named(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"0", "65", "-3", "abc", "12abc", "4.5", " ",
-                                      "99999999999999999999999"};
+    static const char *const bad[] = {"0",     "65",  "-3", "abc",
+                                      "12abc", "4.5", " ",  "99999999999999999999999"};
     for (size_t i = 0; i < MC_COUNT(bad); i++) {
         conf_t c;
         char err[256], want[256];
@@ -182,8 +180,8 @@ static void bool_spellings(void **state)
     static const struct {
         const char *text;
         int value;
-    } good[] = {{"1", 1},   {"true", 1},  {"YES", 1}, {"On", 1},  {"0", 0},
-                {"false", 0}, {"No", 0}, {"OFF", 0}};
+    } good[] = {{"1", 1}, {"true", 1},  {"YES", 1}, {"On", 1},
+                {"0", 0}, {"false", 0}, {"No", 0},  {"OFF", 0}};
     for (size_t i = 0; i < MC_COUNT(good); i++) {
         conf_t c;
         char err[256];
@@ -293,7 +291,7 @@ static void free_clears_strings(void **state)
     assert_non_null(c.name);
     mc_config_free(&c, items, MC_COUNT(items));
     assert_null(c.name);
-    assert_int_equal(c.port, 7180); /* non-strings untouched */
+    assert_int_equal(c.port, 7180);             /* non-strings untouched */
     mc_config_free(&c, items, MC_COUNT(items)); /* safe twice */
     assert_null(c.name);
 }

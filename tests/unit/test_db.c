@@ -217,8 +217,8 @@ static void on_res(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         r->ntuples = PQntuples(res);
         if (r->ntuples > 0 && PQnfields(res) > 0) {
             r->length = PQgetlength(res, 0, 0);
-            size_t n = (size_t)r->length < sizeof r->value - 1 ? (size_t)r->length
-                                                               : sizeof r->value - 1;
+            size_t n =
+                (size_t)r->length < sizeof r->value - 1 ? (size_t)r->length : sizeof r->value - 1;
             memcpy(r->value, PQgetvalue(res, 0, 0), n);
             r->value[n] = '\0';
         }
@@ -346,9 +346,10 @@ static void exec_params_round_trip(void **state)
     assert_string_equal(got.value, "Giấy khai sinh 'bản sao'");
     exec_wait(fx, db, "SELECT note IS NULL FROM @s@.files WHERE id = $1::int", &q, 0, &got);
     assert_string_equal(got.value, "t");
-    exec_wait(fx, db, "SELECT md5(data) = md5(decode(string_agg(lpad(to_hex((g * 7) % 256), 2, "
-                      "'0'), '' ORDER BY g), 'hex')) FROM @s@.files, generate_series(0, 299) g "
-                      "WHERE id = 1 GROUP BY data",
+    exec_wait(fx, db,
+              "SELECT md5(data) = md5(decode(string_agg(lpad(to_hex((g * 7) % 256), 2, "
+              "'0'), '' ORDER BY g), 'hex')) FROM @s@.files, generate_series(0, 299) g "
+              "WHERE id = 1 GROUP BY data",
               NULL, 0, &got);
     assert_string_equal(got.value, "t");
 
@@ -610,8 +611,9 @@ static void listen_then_notify(void **state)
     assert_int_equal(l.payloads, 0);
 
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT pg_notify('%s_other', 'not for us'), pg_notify('%s', "
-                              "'dossier G09-0001')",
+    snprintf(sql, sizeof sql,
+             "SELECT pg_notify('%s_other', 'not for us'), pg_notify('%s', "
+             "'dossier G09-0001')",
              fx->schema, l.channel);
     admin_exec(fx, sql);
     assert_true(run_until(&fx->loop, &l.payloads, 5000));
@@ -641,7 +643,7 @@ typedef struct {
     uv_timer_t timer;
     res_t probe;
     int in_flight;
-    int ok_after;  /* a probe succeeded with the whole pool connected */
+    int ok_after; /* a probe succeeded with the whole pool connected */
     int probes;
 } poller_t;
 
@@ -793,8 +795,9 @@ static void broken_transaction_not_resumed(void **state)
     assert_int_equal(r.status, MC_OK);
 
     if (rows == 1)
-        fprintf(stderr, "broken_transaction_not_resumed: only the statement after the break "
-                        "was committed (INSERT 2 returned %d)\n",
+        fprintf(stderr,
+                "broken_transaction_not_resumed: only the statement after the break "
+                "was committed (INSERT 2 returned %d)\n",
                 insert2);
     assert_true(rows == 0 || rows == 2); /* all or nothing */
     assert_int_not_equal(insert2, MC_OK);

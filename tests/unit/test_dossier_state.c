@@ -32,9 +32,10 @@ static const char *const allowed[] = {
 };
 
 static const char *const all_states[] = {
-    "SUBMITTED",  "RECEIVED", "REJECTED_AT_INTAKE", "AWAITING_PAYMENT",
-    "IN_PROGRESS", "SUPPLEMENT_REQUESTED", "HANDED_OFF", "APPROVED",
-    "REFUSED",    "RESULT_READY", "RETURNED", "WITHDRAWN",
+    "SUBMITTED",        "RECEIVED",    "REJECTED_AT_INTAKE",
+    "AWAITING_PAYMENT", "IN_PROGRESS", "SUPPLEMENT_REQUESTED",
+    "HANDED_OFF",       "APPROVED",    "REFUSED",
+    "RESULT_READY",     "RETURNED",    "WITHDRAWN",
 };
 
 static const char *expected(const char *from, const char *action)
@@ -82,7 +83,7 @@ static void national_codes(void **state)
     static const struct {
         const char *state;
         int code;
-    } want[] = {{"SUBMITTED", 1},        {"RECEIVED", 2},   {"REJECTED_AT_INTAKE", 3},
+    } want[] = {{"SUBMITTED", 1},        {"RECEIVED", 2},    {"REJECTED_AT_INTAKE", 3},
                 {"AWAITING_PAYMENT", 6}, {"IN_PROGRESS", 4}, {"SUPPLEMENT_REQUESTED", 5},
                 {"HANDED_OFF", 4},       {"APPROVED", 9},    {"REFUSED", 8},
                 {"RESULT_READY", 9},     {"RETURNED", 10},   {"WITHDRAWN", 7}};
@@ -94,8 +95,9 @@ static void national_codes(void **state)
 static void open_states_and_clock(void **state)
 {
     (void)state;
-    const char *open[] = {"SUBMITTED", "RECEIVED", "AWAITING_PAYMENT", "IN_PROGRESS",
-                          "SUPPLEMENT_REQUESTED", "HANDED_OFF"};
+    const char *open[] = {
+        "SUBMITTED", "RECEIVED", "AWAITING_PAYMENT", "IN_PROGRESS", "SUPPLEMENT_REQUESTED",
+        "HANDED_OFF"};
     int n = 0;
     for (size_t s = 0; s < sizeof all_states / sizeof all_states[0]; s++)
         n += mc_state_is_open(mc_state_parse(all_states[s]));

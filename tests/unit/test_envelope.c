@@ -24,8 +24,8 @@ static void uuid_format_and_version(void **state)
             else
                 assert_non_null(strchr("0123456789abcdef", id[i])); /* lower-case hex */
         }
-        assert_int_equal(id[14], '4');                /* version 4 */
-        assert_non_null(strchr("89ab", id[19]));      /* RFC 4122 variant */
+        assert_int_equal(id[14], '4');           /* version 4 */
+        assert_non_null(strchr("89ab", id[19])); /* RFC 4122 variant */
         assert_true(mc_uuid_valid(id));
     }
 }

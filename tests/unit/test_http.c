@@ -175,8 +175,8 @@ struct fixture {
     int echo_calls;
     int late_replies;
     int drained_calls;
-    int drained_in_stop;     /* drained_calls right after mc_http_stop returned */
-    int replies_at_drain;    /* late_replies when `drained` ran */
+    int drained_in_stop;  /* drained_calls right after mc_http_stop returned */
+    int replies_at_drain; /* late_replies when `drained` ran */
     uint64_t stop_ns, drained_ns;
     /* Client thread, read after join. */
     response_t res[4];
@@ -467,7 +467,8 @@ static void unknown_path_and_wrong_method(void **state)
     assert_non_null(response_header(&fx.res[1], "allow", allow, sizeof allow));
     assert_string_equal(allow, "POST");
     assert_error(&fx.res[2], 404, "not_found");
-    assert_true(has_metric_line("motcua_http_requests_total{route=\"unmatched\",status=\"404\"} 2"));
+    assert_true(
+        has_metric_line("motcua_http_requests_total{route=\"unmatched\",status=\"404\"} 2"));
     assert_true(has_metric_line("motcua_http_requests_total{route=\"/v1/echo\",status=\"405\"} 1"));
     assert_int_equal(fx.echo_calls, 0);
 }
@@ -491,8 +492,7 @@ static void client_big(fixture_t *fx)
     snprintf(body, sizeof body, "{\"k\":\"%0*d\"}", 65 - 8, 0);
     post(fx, body, &fx->res[1]);
     /* Far beyond the limit: refused by h2o before the body is even sent. */
-    request_str(fx->port,
-                "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
+    request_str(fx->port, "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
                 &fx->res[2]);
 }
 
@@ -699,7 +699,8 @@ static void stop_waits_for_requests_in_flight(void **state)
     assert_int_equal(fx.replies_at_drain, 1);
     assert_true(fx.drained_ns - fx.stop_ns >= 250 * 1000000ull);
     assert_true(fx.drained_ns - fx.stop_ns < 2000 * 1000000ull); /* not by the 10 s deadline */
-    assert_true(has_metric_line("motcua_http_requests_total{route=\"/v1/drain\",status=\"200\"} 1"));
+    assert_true(
+        has_metric_line("motcua_http_requests_total{route=\"/v1/drain\",status=\"200\"} 1"));
     assert_true(has_metric_line(
         "motcua_http_requests_total{route=\"/v1/dossiers/{code}/items/{item}\",status=\"503\"} 1"));
 }

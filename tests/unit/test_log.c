@@ -50,7 +50,7 @@ static void mask_phone_international(void **state)
 static void mask_short_numbers_untouched(void **state)
 {
     (void)state;
-    mask_expect("12345678", "12345678");       /* 8 digits: not an ID */
+    mask_expect("12345678", "12345678"); /* 8 digits: not an ID */
     mask_expect("+8412", "+8412");
     mask_expect("ngay 23/11/2026 luc 14:05", "ngay 23/11/2026 luc 14:05");
     mask_expect("G09.12-241123-0042", "G09.12-241123-0042"); /* a dossier code */
@@ -98,21 +98,21 @@ static int restore_logger(void **state)
     return 0;
 }
 
-#define CAPTURE(buf, call)                                                                       \
-    do {                                                                                         \
-        int fds_[2];                                                                             \
-        assert_int_equal(pipe(fds_), 0);                                                         \
-        fcntl(fds_[0], F_SETFL, O_NONBLOCK);                                                     \
-        fflush(stderr);                                                                          \
-        int saved_ = dup(STDERR_FILENO);                                                         \
-        dup2(fds_[1], STDERR_FILENO);                                                            \
-        call;                                                                                    \
-        dup2(saved_, STDERR_FILENO);                                                             \
-        close(saved_);                                                                           \
-        close(fds_[1]);                                                                          \
-        ssize_t n_ = read(fds_[0], (buf), sizeof(buf) - 1);                                      \
-        (buf)[n_ > 0 ? n_ : 0] = '\0';                                                           \
-        close(fds_[0]);                                                                          \
+#define CAPTURE(buf, call)                                                                         \
+    do {                                                                                           \
+        int fds_[2];                                                                               \
+        assert_int_equal(pipe(fds_), 0);                                                           \
+        fcntl(fds_[0], F_SETFL, O_NONBLOCK);                                                       \
+        fflush(stderr);                                                                            \
+        int saved_ = dup(STDERR_FILENO);                                                           \
+        dup2(fds_[1], STDERR_FILENO);                                                              \
+        call;                                                                                      \
+        dup2(saved_, STDERR_FILENO);                                                               \
+        close(saved_);                                                                             \
+        close(fds_[1]);                                                                            \
+        ssize_t n_ = read(fds_[0], (buf), sizeof(buf) - 1);                                        \
+        (buf)[n_ > 0 ? n_ : 0] = '\0';                                                             \
+        close(fds_[0]);                                                                            \
     } while (0)
 
 static size_t count_char(const char *s, char c)
@@ -134,9 +134,11 @@ static const char *after_ts(const char *line, const char *prefix)
     for (int i = 0; i < 24; i++) {
         char c = t[i];
         switch (i) {
-        case 4: case 7: assert_int_equal(c, '-'); break;
+        case 4:
+        case 7: assert_int_equal(c, '-'); break;
         case 10: assert_int_equal(c, 'T'); break;
-        case 13: case 16: assert_int_equal(c, ':'); break;
+        case 13:
+        case 16: assert_int_equal(c, ':'); break;
         case 19: assert_int_equal(c, '.'); break;
         case 23: assert_int_equal(c, 'Z'); break;
         default: assert_true(c >= '0' && c <= '9');
@@ -152,9 +154,8 @@ static void line_key_value(void **state)
     mc_log_init("intake", MC_LOG_INFO, 0);
     CAPTURE(buf, mc_info("dossier %s received from %s", "G09-0042", "0912345678"));
     const char *rest = after_ts(buf, "ts=");
-    assert_string_equal(rest,
-                        " service=intake level=info msg=\"dossier G09-0042 received from "
-                        "09******78\"\n");
+    assert_string_equal(rest, " service=intake level=info msg=\"dossier G09-0042 received from "
+                              "09******78\"\n");
 }
 
 static void line_json(void **state)
@@ -194,8 +195,9 @@ static void quotes_and_newlines_escaped(void **state)
     char buf[8192];
     mc_log_init("intake", MC_LOG_INFO, 0);
     CAPTURE(buf, mc_info("say \"xin chao\"\nback\\slash\ttab"));
-    assert_string_equal(after_ts(buf, "ts="), " service=intake level=info "
-                                              "msg=\"say \\\"xin chao\\\"\\nback\\\\slash\\u0009tab\"\n");
+    assert_string_equal(after_ts(buf, "ts="),
+                        " service=intake level=info "
+                        "msg=\"say \\\"xin chao\\\"\\nback\\\\slash\\u0009tab\"\n");
     assert_int_equal(count_char(buf, '\n'), 1);
 
     mc_log_init("intake", MC_LOG_INFO, 1);

@@ -94,10 +94,12 @@ static char *recorded(fx_t *fx, const char *component)
 }
 
 static const mc_migration_t three[] = {
-    {1, "001_cases", "CREATE TABLE @schema@.cases (id int PRIMARY KEY, code text NOT NULL);\n"
-                     "CREATE INDEX cases_code ON @schema@.cases (code);\n"},
-    {2, "002_steps", "CREATE TABLE @schema@.steps (case_id int REFERENCES @schema@.cases (id));\n"
-                     "INSERT INTO @schema@.cases VALUES (1, 'G09-0001');\n"},
+    {1, "001_cases",
+     "CREATE TABLE @schema@.cases (id int PRIMARY KEY, code text NOT NULL);\n"
+     "CREATE INDEX cases_code ON @schema@.cases (code);\n"},
+    {2, "002_steps",
+     "CREATE TABLE @schema@.steps (case_id int REFERENCES @schema@.cases (id));\n"
+     "INSERT INTO @schema@.cases VALUES (1, 'G09-0001');\n"},
     {3, "003_note", "ALTER TABLE @schema@.cases ADD COLUMN note text DEFAULT 'x';\n"},
 };
 
@@ -149,8 +151,7 @@ static void schema_placeholder_expanded(void **state)
     assert_string_equal(scalar(fx, "SELECT s FROM %s.names"), fx->schema);
     snprintf(want, sizeof want, "%s%s", fx->schema, fx->schema);
     assert_string_equal(scalar(fx, "SELECT t FROM %s.names"), want);
-    assert_string_equal(scalar(fx, "SELECT count(*) FROM %s.names WHERE s NOT LIKE '%%@%%'"),
-                        "1");
+    assert_string_equal(scalar(fx, "SELECT count(*) FROM %s.names WHERE s NOT LIKE '%%@%%'"), "1");
 }
 
 static void failing_migration_leaves_nothing(void **state)
@@ -158,9 +159,10 @@ static void failing_migration_leaves_nothing(void **state)
     NEED_DB(fx);
     static const mc_migration_t m[] = {
         {1, "001_cases", "CREATE TABLE @schema@.cases (id int PRIMARY KEY);"},
-        {2, "002_half", "CREATE TABLE @schema@.half (x int);\n"
-                        "INSERT INTO @schema@.cases VALUES (1);\n"
-                        "INSERT INTO @schema@.no_such_table VALUES (1);\n"},
+        {2, "002_half",
+         "CREATE TABLE @schema@.half (x int);\n"
+         "INSERT INTO @schema@.cases VALUES (1);\n"
+         "INSERT INTO @schema@.no_such_table VALUES (1);\n"},
         {3, "003_after", "CREATE TABLE @schema@.after (x int);"},
     };
     char err[512] = "";
@@ -204,8 +206,9 @@ static void invalid_schema_names(void **state)
     }
     assert_int_equal(wrong, 0);
     char sql[256];
-    snprintf(sql, sizeof sql, "%s", "SELECT count(*) FROM pg_namespace WHERE nspname IN "
-                                    "('Intake', 'intake-2', '9lives', '') AND '%s' <> ''");
+    snprintf(sql, sizeof sql, "%s",
+             "SELECT count(*) FROM pg_namespace WHERE nspname IN "
+             "('Intake', 'intake-2', '9lives', '') AND '%s' <> ''");
     assert_string_equal(scalar(fx, sql), "0");
     /* A good name is accepted. */
     char err[512] = "";
@@ -282,11 +285,7 @@ static void service_gets_bus_tables(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 static const struct CMUnitTest tests[] = {
-    T(applies_each_once),
-    T(schema_placeholder_expanded),
-    T(failing_migration_leaves_nothing),
-    T(invalid_schema_names),
-    T(concurrent_replicas_apply_once),
-    T(service_gets_bus_tables),
+    T(applies_each_once),    T(schema_placeholder_expanded),    T(failing_migration_leaves_nothing),
+    T(invalid_schema_names), T(concurrent_replicas_apply_once), T(service_gets_bus_tables),
 };
 MC_TEST_GROUP(migrate, tests, NULL, NULL);

@@ -20,25 +20,24 @@ typedef struct {
     CMFixtureFunction teardown; /* may be NULL */
 } mc_test_group_t;
 
-#define MC_TEST_GROUP(gname, tests_array, setup_fn, teardown_fn)                                 \
-    const mc_test_group_t mc_test_group_##gname = {#gname, tests_array,                         \
-                                                   sizeof(tests_array) / sizeof(tests_array[0]), \
-                                                   setup_fn, teardown_fn}
+#define MC_TEST_GROUP(gname, tests_array, setup_fn, teardown_fn)                                   \
+    const mc_test_group_t mc_test_group_##gname = {                                                \
+        #gname, tests_array, sizeof(tests_array) / sizeof(tests_array[0]), setup_fn, teardown_fn}
 
 /* The list of groups: add a line per new test file. */
-#define MC_TEST_GROUPS(X)                                                                        \
-    X(mc)                                                                                        \
-    X(dossier_state)                                                                             \
-    X(config)                                                                                    \
-    X(log)                                                                                       \
-    X(zsock)                                                                                     \
-    X(db)                                                                                        \
-    X(migrate)                                                                                   \
-    X(http)                                                                                      \
-    X(metrics)                                                                                   \
-    X(envelope)                                                                                  \
-    X(calendar)                                                                                  \
-    X(auth)                                                                                      \
+#define MC_TEST_GROUPS(X)                                                                          \
+    X(mc)                                                                                          \
+    X(dossier_state)                                                                               \
+    X(config)                                                                                      \
+    X(log)                                                                                         \
+    X(zsock)                                                                                       \
+    X(db)                                                                                          \
+    X(migrate)                                                                                     \
+    X(http)                                                                                        \
+    X(metrics)                                                                                     \
+    X(envelope)                                                                                    \
+    X(calendar)                                                                                    \
+    X(auth)                                                                                        \
     X(bus)
 
 #define MC_DECLARE_GROUP(g) extern const mc_test_group_t mc_test_group_##g;
@@ -49,11 +48,11 @@ extern int mc_test_skipped;
 
 /* In a test whose group setup made a database fixture in *state (NULL when there is
  * no test database): declare `type *name` from it, or skip the test. */
-#define MC_NEED_DB(type, name)                                                                   \
-    type *name = *state;                                                                         \
-    if (!name) {                                                                                 \
-        mc_test_skipped++;                                                                       \
-        skip();                                                                                  \
+#define MC_NEED_DB(type, name)                                                                     \
+    type *name = *state;                                                                           \
+    if (!name) {                                                                                   \
+        mc_test_skipped++;                                                                         \
+        skip();                                                                                    \
     }
 
 /* Connection string of the test PostgreSQL (MOTCUA_TEST_DATABASE_URL), or NULL:

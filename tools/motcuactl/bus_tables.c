@@ -24,16 +24,15 @@ int ctl_migrate(ctl_t *ctl)
     for (int i = 0; i < n; i++) {
         const char *schema = ctl->nargs ? ctl->args[i] : mc_service_names[i];
         char err[512] = "", what[600];
-        int applied = mc_migrate(ctl->conn, schema, "bus", mc_sql_common, mc_sql_common_count,
-                                 err, sizeof err);
+        int applied = mc_migrate(ctl->conn, schema, "bus", mc_sql_common, mc_sql_common_count, err,
+                                 sizeof err);
         if (applied < 0) {
             snprintf(what, sizeof what, "FAILED: %s", err);
             failed = 1;
         } else if (applied == 0) {
             snprintf(what, sizeof what, "up to date");
         } else {
-            snprintf(what, sizeof what, "%d migration%s applied", applied,
-                     applied == 1 ? "" : "s");
+            snprintf(what, sizeof what, "%d migration%s applied", applied, applied == 1 ? "" : "s");
         }
         ctl_table_add(t, (const char *const[]){schema, what});
     }

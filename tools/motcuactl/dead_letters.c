@@ -23,11 +23,11 @@
 #include "service.h"
 
 #define DEFAULT_LIMIT 50
-#define DUMP_BYTES 256
+#define DUMP_BYTES    256
 
 /* Times as ISO 8601 text for JSON and shorter for tables, both in the session's time
  * zone with its offset. */
-#define ISO(col) "to_json(" col ")#>>'{}'"
+#define ISO(col)   "to_json(" col ")#>>'{}'"
 #define SHORT(col) "to_char(" col ", 'YYYY-MM-DD HH24:MI:SSOF')"
 
 /* A result cell as JSON: SQL NULL stays null. */
@@ -56,10 +56,12 @@ int ctl_dead_letters_list(ctl_t *ctl)
         }
         if (!has)
             continue;
-        char *part = mc_sprintf("%s%sSELECT '%s' AS service, id, " SHORT("created_at") ", "
-                                ISO("created_at") ", message_id, type, dossier_code, reason, "
-                                SHORT("replayed_at") ", " ISO("replayed_at") ", created_at AS at "
-                                "FROM \"%s\".dead_letters",
+        char *part = mc_sprintf("%s%sSELECT '%s' AS service, id, " SHORT("created_at") ", " ISO(
+                                    "created_at") ", message_id, type, dossier_code, "
+                                                  "reason, " SHORT("replayed_at") ", " ISO(
+                                                      "replaye"
+                                                      "d_at") ", created_at AS at "
+                                                              "FROM \"%s\".dead_letters",
                                 sql ? sql : "", sql ? " UNION ALL " : "", svc, svc);
         free(sql);
         sql = part;
@@ -93,16 +95,16 @@ int ctl_dead_letters_list(ctl_t *ctl)
         json_t *doc = json_pack("{s:o}", "dead_letters", list);
         ctl_json_print(&doc);
     } else {
-        ctl_table_t *t = ctl_table_new(8,
-                                       (const char *const[]){"SERVICE", "ID", "TIME", "MESSAGE ID",
-                                                             "TYPE", "DOSSIER", "REPLAYED",
-                                                             "REASON"},
-                                       1u << 1);
+        ctl_table_t *t =
+            ctl_table_new(8,
+                          (const char *const[]){"SERVICE", "ID", "TIME", "MESSAGE ID", "TYPE",
+                                                "DOSSIER", "REPLAYED", "REASON"},
+                          1u << 1);
         for (int i = 0; i < rows; i++) {
             const char *msg = PQgetisnull(r, i, 4) ? "-" : PQgetvalue(r, i, 4);
             const char *type = PQgetisnull(r, i, 5) ? "-" : PQgetvalue(r, i, 5);
-            const char *code = PQgetisnull(r, i, 6) || !*PQgetvalue(r, i, 6) ? "-"
-                                                                               : PQgetvalue(r, i, 6);
+            const char *code =
+                PQgetisnull(r, i, 6) || !*PQgetvalue(r, i, 6) ? "-" : PQgetvalue(r, i, 6);
             const char *replayed = PQgetisnull(r, i, 8) ? "-" : PQgetvalue(r, i, 8);
             ctl_table_add(t, (const char *const[]){PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
                                                    PQgetvalue(r, i, 2), msg, type, code, replayed,
@@ -167,8 +169,8 @@ static json_t *envelope_json(const mc_envelope_t *env)
                      env->message_id, "type", env->type, "dossier_code", env->dossier_code,
                      "causation_id", env->causation_id, "trace_id", env->trace_id, "source",
                      env->source, "time_ms", (json_int_t)env->time_ms, "time", when,
-                     "schema_version", (int)env->schema_version, "body", body,
-                     "unknown_fields", unknown);
+                     "schema_version", (int)env->schema_version, "body", body, "unknown_fields",
+                     unknown);
 }
 
 static void hex_head(const uint8_t *data, size_t len, char *out)
@@ -203,10 +205,13 @@ int ctl_dead_letters_show(ctl_t *ctl)
             ctl_error("%s has no bus tables (the service never started)", svc);
         return CTL_FAIL;
     }
-    char *sql = mc_sprintf("SELECT id, " ISO("created_at") ", message_id, source, type, "
-                           "dossier_code, reason, " ISO("replayed_at") ", payload "
-                           "FROM \"%s\".dead_letters WHERE id = $1::bigint",
-                           svc);
+    char *sql = mc_sprintf(
+        "SELECT id, " ISO(
+            "created_at") ", message_id, source, type, "
+                          "dossier_code, reason, " ISO(
+                              "replayed_at") ", payload "
+                                             "FROM \"%s\".dead_letters WHERE id = $1::bigint",
+        svc);
     char idtext[24];
     snprintf(idtext, sizeof idtext, "%lld", id);
     PGresult *r = ctl_query(ctl, sql, 1, (const char *const[]){idtext});
@@ -307,8 +312,8 @@ typedef struct {
 
 /* Inside the open transaction, with dead letter `idtext` locked and its envelope
  * decoded: the three writes, then COMMIT. Rolls back on failure. */
-static int replay_write(ctl_t *ctl, const char *svc, const char *idtext,
-                        const mc_envelope_t *env, const char *type, replay_done_t *done)
+static int replay_write(ctl_t *ctl, const char *svc, const char *idtext, const mc_envelope_t *env,
+                        const char *type, replay_done_t *done)
 {
     const char *const msg[] = {env->message_id, svc};
 
@@ -351,8 +356,8 @@ static int replay_write(ctl_t *ctl, const char *svc, const char *idtext,
     PQclear(r);
 
     /* 3. This dead letter is dealt with; a new failure will be a new row. */
-    sql = mc_sprintf("UPDATE \"%s\".dead_letters SET replayed_at = now() WHERE id = $1::bigint",
-                     svc);
+    sql =
+        mc_sprintf("UPDATE \"%s\".dead_letters SET replayed_at = now() WHERE id = $1::bigint", svc);
     r = step(ctl, sql, 1, (const char *const[]){idtext});
     free(sql);
     if (!r)
@@ -391,7 +396,7 @@ int ctl_dead_letters_replay(ctl_t *ctl)
 
     /* The row is locked so that two operators cannot replay it twice. */
     char *sql = mc_sprintf("SELECT " ISO("replayed_at") ", payload FROM \"%s\".dead_letters "
-                           "WHERE id = $1::bigint FOR UPDATE",
+                                                        "WHERE id = $1::bigint FOR UPDATE",
                            svc);
     r = step(ctl, sql, 1, (const char *const[]){idtext});
     free(sql);

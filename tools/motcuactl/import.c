@@ -37,9 +37,9 @@
 #include "ctl.h"
 
 #define MAX_ERRORS_SHOWN 100
-#define PROGRESS_EVERY 1000
-#define EXISTS_BATCH 5000
-#define LOCAL_OFFSET_MS (7 * 3600 * 1000LL)
+#define PROGRESS_EVERY   1000
+#define EXISTS_BATCH     5000
+#define LOCAL_OFFSET_MS  (7 * 3600 * 1000LL)
 
 /* One dossier of the file, checked. Times are Unix ms. */
 typedef struct {
@@ -219,15 +219,17 @@ static void time_format(int64_t ms, char *out, size_t outlen)
     time_t t = (time_t)secs;
     struct tm tm;
     gmtime_r(&t, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - secs * 1000));
+    /* Years are 1900..9999 and fields in range (gmtime), so 27 bytes always suffice. */
+    snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", (tm.tm_year + 1900) % 10000,
+             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int)(ms - secs * 1000) % 1000);
 }
 
 /* ---------------------------------------------------------------- one line */
 
 static const char *const known_fields[] = {
-    "code",        "procedure", "procedure_name", "agency",      "channel",
-    "level",       "received_at", "due_at",       "resolved_at", "outcome",
+    "code",  "procedure",   "procedure_name", "agency",      "channel",
+    "level", "received_at", "due_at",         "resolved_at", "outcome",
 };
 
 static int agency_known(const import_t *im, const char *code)
@@ -303,7 +305,8 @@ static void line_check(import_t *im, int line, const char *text, int64_t now_ms)
     const char *key;
     json_t *value;
     const char *unknown = NULL;
-    json_object_foreach(doc, key, value) {
+    json_object_foreach(doc, key, value)
+    {
         size_t i = 0;
         while (i < MC_COUNT(known_fields) && strcmp(known_fields[i], key) != 0)
             i++;
@@ -314,8 +317,8 @@ static void line_check(import_t *im, int line, const char *text, int64_t now_ms)
     if (!(code = want_string(im, line, doc, "code")))
         goto done;
     if (!text_ok(code, 100, 0)) {
-        import_error(im, line,
-                     "line %d: code: 1 to 100 bytes without spaces or control characters", line);
+        import_error(im, line, "line %d: code: 1 to 100 bytes without spaces or control characters",
+                     line);
         goto done;
     }
     if (!(procedure = want_string(im, line, doc, "procedure")))
@@ -375,8 +378,7 @@ static void line_check(import_t *im, int line, const char *text, int64_t now_ms)
     }
     if (name && !json_is_null(name)) {
         if (!json_is_string(name) || strlen(json_string_value(name)) > 1000) {
-            import_error(im, line, "line %d: procedure_name: a string of at most 1000 bytes",
-                         line);
+            import_error(im, line, "line %d: procedure_name: a string of at most 1000 bytes", line);
             goto done;
         }
         pname = json_string_value(name);
@@ -415,7 +417,7 @@ static void line_check(import_t *im, int line, const char *text, int64_t now_ms)
     r.procedure_name = mc_strdup(pname);
     r.agency = mc_strdup(agency);
     r.channel = mc_strdup(channel);
-    r.outcome = !outcome                          ? NULL
+    r.outcome = !outcome                           ? NULL
                 : strcmp(outcome, "approved") == 0 ? "approved"
                 : strcmp(outcome, "refused") == 0  ? "refused"
                                                    : "withdrawn";
@@ -496,8 +498,8 @@ static int codes_check(import_t *im)
             size_t first = i - 1;
             while (first > 0 && strcmp(im->recs[idx[first - 1]].code, r->code) == 0)
                 first--;
-            import_error(im, r->line, "line %d: code: %s is repeated (first on line %d)",
-                         r->line, r->code, im->recs[idx[first]].line);
+            import_error(im, r->line, "line %d: code: %s is repeated (first on line %d)", r->line,
+                         r->code, im->recs[idx[first]].line);
         }
     }
     /* Ask the database in batches of distinct codes, as a JSON array. */

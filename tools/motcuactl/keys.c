@@ -30,9 +30,9 @@
 #include "error.h"
 
 #define DEFAULT_AGENCIES "deploy/data/catalog/agencies.json"
-#define DEFAULT_OUT "var/demo-keys.json"
+#define DEFAULT_OUT      "var/demo-keys.json"
 
-#define ISO(col) "to_json(" col ")#>>'{}'"
+#define ISO(col)   "to_json(" col ")#>>'{}'"
 #define SHORT(col) "to_char(" col ", 'YYYY-MM-DD HH24:MI:SSOF')"
 
 /* ================================================================ shared */
@@ -172,8 +172,7 @@ int ctl_keys_create(ctl_t *ctl)
     if (ctl->json) {
         json_t *doc = json_pack("{s:I, s:s, s:s?, s:o, s:s, s:s}", "id", (json_int_t)id, "name",
                                 ctl->key_name, "agency", ctl->key_agency, "scopes",
-                                scopes_json(scopes), "key", key, "created_at",
-                                PQgetvalue(r, 0, 2));
+                                scopes_json(scopes), "key", key, "created_at", PQgetvalue(r, 0, 2));
         ctl_json_print(&doc);
     } else {
         char list[80];
@@ -194,12 +193,13 @@ int ctl_keys_list(ctl_t *ctl)
     int rc = keys_connect(ctl);
     if (rc != CTL_OK)
         return rc;
-    PGresult *r = ctl_query(ctl,
-                            "SELECT id, name, agency_code, array_to_string(scopes, ','), "
-                            SHORT("created_at") ", " ISO("created_at") ", "
-                            SHORT("revoked_at") ", " ISO("revoked_at") " "
-                            "FROM keys.api_keys ORDER BY id",
-                            0, NULL);
+    PGresult *r = ctl_query(
+        ctl,
+        "SELECT id, name, agency_code, array_to_string(scopes, ','), " SHORT("created_at") ", " ISO(
+            "created_at") ", " SHORT("revoked_at") ", " ISO("revoked_at") " "
+                                                                          "FROM keys.api_keys "
+                                                                          "ORDER BY id",
+        0, NULL);
     if (!r)
         return CTL_FAIL;
     int rows = PQntuples(r);
@@ -210,12 +210,11 @@ int ctl_keys_list(ctl_t *ctl)
             char err[160];
             if (mc_auth_scopes_parse(PQgetvalue(r, i, 3), &scopes, err, sizeof err) != MC_OK)
                 scopes = 0; /* the table's CHECK makes this impossible */
-            json_array_append_new(
-                list, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "id",
-                                (json_int_t)atoll(PQgetvalue(r, i, 0)), "name",
-                                PQgetvalue(r, i, 1), "agency", cell(r, i, 2), "scopes",
-                                scopes_json(scopes), "created_at", cell(r, i, 5), "revoked_at",
-                                cell(r, i, 7)));
+            json_array_append_new(list, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "id",
+                                                  (json_int_t)atoll(PQgetvalue(r, i, 0)), "name",
+                                                  PQgetvalue(r, i, 1), "agency", cell(r, i, 2),
+                                                  "scopes", scopes_json(scopes), "created_at",
+                                                  cell(r, i, 5), "revoked_at", cell(r, i, 7)));
         }
         json_t *doc = json_pack("{s:o}", "keys", list);
         ctl_json_print(&doc);
@@ -226,11 +225,11 @@ int ctl_keys_list(ctl_t *ctl)
             6, (const char *const[]){"ID", "NAME", "AGENCY", "SCOPES", "CREATED", "REVOKED"},
             1u << 0);
         for (int i = 0; i < rows; i++)
-            ctl_table_add(t, (const char *const[]){
-                                 PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-                                 PQgetisnull(r, i, 2) ? "-" : PQgetvalue(r, i, 2),
-                                 PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
-                                 PQgetisnull(r, i, 6) ? "-" : PQgetvalue(r, i, 6)});
+            ctl_table_add(t,
+                          (const char *const[]){PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                                                PQgetisnull(r, i, 2) ? "-" : PQgetvalue(r, i, 2),
+                                                PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+                                                PQgetisnull(r, i, 6) ? "-" : PQgetvalue(r, i, 6)});
         ctl_table_print(t, stdout, "");
         ctl_table_destroy(&t);
     }
@@ -255,14 +254,15 @@ int ctl_keys_revoke(ctl_t *ctl)
     snprintf(idtext, sizeof idtext, "%lld", id);
     const char *const params[] = {idtext};
     /* One statement: the key as it was before, and whether this call revoked it. */
-    PGresult *r = ctl_query(ctl,
-                            "WITH old AS (SELECT id, name, revoked_at FROM keys.api_keys "
-                            "WHERE id = $1::bigint FOR UPDATE), "
-                            "upd AS (UPDATE keys.api_keys k SET revoked_at = now() FROM old "
-                            "WHERE k.id = old.id AND old.revoked_at IS NULL RETURNING k.id) "
-                            "SELECT old.name, " SHORT("old.revoked_at") ", "
-                            "(SELECT count(*) FROM upd) FROM old",
-                            1, params);
+    PGresult *r =
+        ctl_query(ctl,
+                  "WITH old AS (SELECT id, name, revoked_at FROM keys.api_keys "
+                  "WHERE id = $1::bigint FOR UPDATE), "
+                  "upd AS (UPDATE keys.api_keys k SET revoked_at = now() FROM old "
+                  "WHERE k.id = old.id AND old.revoked_at IS NULL RETURNING k.id) "
+                  "SELECT old.name, " SHORT("old.revoked_at") ", "
+                                                              "(SELECT count(*) FROM upd) FROM old",
+                  1, params);
     if (!r)
         return CTL_FAIL;
     if (PQntuples(r) == 0) {
@@ -308,7 +308,8 @@ static int demo_expected(const char *path, demo_key_t **keys, size_t *n)
     demo_key_t *k = mc_alloc((json_array_size(agencies) + 2) * sizeof *k);
     size_t count = 0, i;
     json_t *a;
-    json_array_foreach(agencies, i, a) {
+    json_array_foreach(agencies, i, a)
+    {
         const char *code = json_string_value(json_object_get(a, "code"));
         json_t *external = json_object_get(a, "external");
         if (!code || !agency_valid(code) || !json_is_boolean(external)) {
@@ -346,7 +347,8 @@ static int demo_file_matches(const char *path, demo_key_t *want, size_t n)
         want[i].key[0] = '\0';
     size_t i;
     json_t *e;
-    json_array_foreach(ok ? doc : NULL, i, e) {
+    json_array_foreach(ok ? doc : NULL, i, e)
+    {
         const char *name = json_string_value(json_object_get(e, "name"));
         json_t *agency = json_object_get(e, "agency");
         const char *key = json_string_value(json_object_get(e, "key"));
@@ -358,7 +360,8 @@ static int demo_file_matches(const char *path, demo_key_t *want, size_t n)
         unsigned bits = 0;
         size_t s;
         json_t *scope;
-        json_array_foreach(json_is_array(scopes) ? scopes : NULL, s, scope) {
+        json_array_foreach(json_is_array(scopes) ? scopes : NULL, s, scope)
+        {
             const char *sname = json_string_value(scope);
             for (unsigned bit = 1; sname && bit <= MC_SCOPE_ALL; bit <<= 1)
                 if (strcmp(mc_auth_scope_name(bit), sname) == 0)
@@ -433,18 +436,19 @@ static char *names_literal(const demo_key_t *want, size_t n, const char *old_pat
         json_array_append_new(names, json_string(want[i].name));
     json_t *old = json_load_file(old_path, 0, NULL), *e;
     size_t i;
-    json_array_foreach(json_is_array(old) ? old : NULL, i, e) {
+    json_array_foreach(json_is_array(old) ? old : NULL, i, e)
+    {
         const char *name = json_string_value(json_object_get(e, "name"));
         if (name)
             json_array_append_new(names, json_string(name));
     }
     json_decref(old);
     size_t cap = 3;
-    json_array_foreach(names, i, e)
-        cap += 2 * json_string_length(e) + 3;
+    json_array_foreach(names, i, e) cap += 2 * json_string_length(e) + 3;
     char *out = mc_alloc(cap), *p = out;
     *p++ = '{';
-    json_array_foreach(names, i, e) {
+    json_array_foreach(names, i, e)
+    {
         if (i)
             *p++ = ',';
         *p++ = '"';
@@ -466,10 +470,10 @@ static int demo_write(const char *tmp, const demo_key_t *keys, size_t n)
 {
     json_t *doc = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(doc, json_pack("{s:s, s:s?, s:o, s:s}", "name", keys[i].name,
-                                             "agency", keys[i].agency[0] ? keys[i].agency : NULL,
-                                             "scopes", scopes_json(keys[i].scopes), "key",
-                                             keys[i].key));
+        json_array_append_new(doc,
+                              json_pack("{s:s, s:s?, s:o, s:s}", "name", keys[i].name, "agency",
+                                        keys[i].agency[0] ? keys[i].agency : NULL, "scopes",
+                                        scopes_json(keys[i].scopes), "key", keys[i].key));
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -514,8 +518,8 @@ static int demo_renew(ctl_t *ctl, demo_key_t *keys, size_t n, const char *out, i
         PQclear(r);
     }
     for (size_t i = 0; rc == CTL_OK && i < n; i++) {
-        r = key_insert(ctl, keys[i].name, keys[i].agency[0] ? keys[i].agency : NULL,
-                       keys[i].scopes, keys[i].key);
+        r = key_insert(ctl, keys[i].name, keys[i].agency[0] ? keys[i].agency : NULL, keys[i].scopes,
+                       keys[i].key);
         rc = r ? CTL_OK : CTL_FAIL;
         PQclear(r);
     }
@@ -539,8 +543,8 @@ static int demo_renew(ctl_t *ctl, demo_key_t *keys, size_t n, const char *out, i
         PQclear(PQexec(ctl->conn, "ROLLBACK"));
     }
     if (rc == CTL_OK && rename(tmp, out) != 0) {
-        ctl_error("cannot rename %s to %s: %s (the new keys are in %s)", tmp, out,
-                  strerror(errno), tmp);
+        ctl_error("cannot rename %s to %s: %s (the new keys are in %s)", tmp, out, strerror(errno),
+                  tmp);
         rc = CTL_FAIL;
     } else if (rc != CTL_OK) {
         unlink(tmp);

@@ -252,12 +252,8 @@ static int parse(ctl_t *ctl, int argc, char **argv, int *want_help, int *grouped
             ctl->api_key = optarg;
             seen |= CTL_OPT_STATS;
             break;
-        case 'h':
-            *want_help = 1;
-            break;
-        case ':':
-            ctl_error("option %s needs a value", argv[optind - 1]);
-            return CTL_USAGE;
+        case 'h': *want_help = 1; break;
+        case ':': ctl_error("option %s needs a value", argv[optind - 1]); return CTL_USAGE;
         default:
             if (optopt)
                 ctl_error("unknown option -%c", optopt);
@@ -314,8 +310,8 @@ static int parse(ctl_t *ctl, int argc, char **argv, int *want_help, int *grouped
             ctl_error("'%s' takes %d argument%s (got %d)", c->name, c->min_args,
                       c->min_args == 1 ? "" : "s", ctl->nargs);
         else
-            ctl_error("'%s' takes %d to %d arguments (got %d)", c->name, c->min_args,
-                      c->max_args, ctl->nargs);
+            ctl_error("'%s' takes %d to %d arguments (got %d)", c->name, c->min_args, c->max_args,
+                      ctl->nargs);
         return CTL_USAGE;
     }
     if (limit) {

@@ -15,9 +15,9 @@
 #include "auth.h"
 #include "ctl.h"
 
-#define STATS_TIMEOUT_MS 30000L
+#define STATS_TIMEOUT_MS   30000L
 #define CONNECT_TIMEOUT_MS 3000L
-#define MAX_ANSWER (1 << 20)
+#define MAX_ANSWER         (1 << 20)
 
 /* The report's lines: routing's field, and its label in the table. */
 static const struct {
@@ -157,8 +157,8 @@ static int report_print(const ctl_t *ctl, const answer_t *a)
         return CTL_OK;
     }
     const char *agency = json_string_value(json_object_get(doc, "agency"));
-    printf("%s%s, %s to %s\n\n", agency ? "Agency " : "The whole province",
-           agency ? agency : "", json_string_value(json_object_get(doc, "from")),
+    printf("%s%s, %s to %s\n\n", agency ? "Agency " : "The whole province", agency ? agency : "",
+           json_string_value(json_object_get(doc, "from")),
            json_string_value(json_object_get(doc, "to")));
     if (agency)
         printf("(with the agencies below it)\n\n");

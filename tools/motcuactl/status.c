@@ -15,7 +15,7 @@
 #include "ctl.h"
 #include "service.h"
 
-#define READYZ_TIMEOUT_MS 3000L
+#define READYZ_TIMEOUT_MS  3000L
 #define CONNECT_TIMEOUT_MS 2000L
 
 typedef struct {
@@ -29,7 +29,7 @@ typedef struct {
     const char *name;
     int tables; /* the schema has the bus tables */
     long long pending, dead, inbox_hour;
-    double oldest; /* seconds; < 0 when nothing is pending */
+    double oldest;     /* seconds; < 0 when nothing is pending */
     PGresult *by_dest; /* destination, count, oldest age in seconds */
     readyz_t ready;
 } service_status_t;
@@ -187,9 +187,8 @@ static json_t *status_json(const ctl_t *ctl, const service_status_t *st)
             json_t *dests = json_array();
             for (int r = 0; r < PQntuples(s->by_dest); r++)
                 json_array_append_new(
-                    dests, json_pack("{s:s, s:I, s:f}", "destination",
-                                     PQgetvalue(s->by_dest, r, 0), "pending",
-                                     (json_int_t)atoll(PQgetvalue(s->by_dest, r, 1)),
+                    dests, json_pack("{s:s, s:I, s:f}", "destination", PQgetvalue(s->by_dest, r, 0),
+                                     "pending", (json_int_t)atoll(PQgetvalue(s->by_dest, r, 1)),
                                      "oldest_age_s", atof(PQgetvalue(s->by_dest, r, 2))));
             json_object_set_new(o, "outbox",
                                 json_pack("{s:I, s:o, s:o}", "pending", (json_int_t)s->pending,
