@@ -16,6 +16,8 @@
     "to_char(" col " AT TIME ZONE 'Asia/Ho_Chi_Minh', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"')"
 
 /* $2 NULL: any dossier (a key was shown); else the lookup token must match. */
+/* SQL assembled with macros: kept as written. */
+// clang-format off
 static const char *lookup_sql =
     "SELECT json_build_object("
     " 'code', d.code, 'procedure', d.procedure_code, 'procedure_name', d.procedure_name,"
@@ -24,21 +26,13 @@ static const char *lookup_sql =
     " 'return_method', d.return_method,"
     " 'overdue', d.overdue OR (d.due_at < now() AND d.status IN ('SUBMITTED', 'RECEIVED',"
     "   'IN_PROGRESS', 'HANDED_OFF')),"
-    " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL(
-        "d.due_at") ","
-                    " 'appointment_at', " LOCAL(
-                        "d.appointment_at") ","
-                                            " 'history', (SELECT "
-                                            "coalesce(json_agg(json_build_object('at', " LOCAL(
-                                                "e.at") ","
-                                                        "     'state', e.state, 'agency', "
-                                                        "e.agency_code, 'note', e.note) ORDER BY "
-                                                        "e.id), '[]')"
-                                                        "   FROM intake.dossier_events e WHERE "
-                                                        "e.code = d.code))"
-                                                        " FROM intake.dossiers d WHERE d.code = $1 "
-                                                        "AND ($2::text IS NULL OR d.lookup_token = "
-                                                        "$2)";
+    " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL("d.due_at") ","
+    " 'appointment_at', " LOCAL("d.appointment_at") ","
+    " 'history', (SELECT coalesce(json_agg(json_build_object('at', " LOCAL("e.at") ","
+    "     'state', e.state, 'agency', e.agency_code, 'note', e.note) ORDER BY e.id), '[]')"
+    "   FROM intake.dossier_events e WHERE e.code = d.code))"
+    " FROM intake.dossiers d WHERE d.code = $1 AND ($2::text IS NULL OR d.lookup_token = $2)";
+// clang-format on
 
 static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {

@@ -62,6 +62,8 @@ void procedure_list(mc_http_req_t *req, void *arg)
         return;
     }
     /* agency matches the resolving agency or any of its sub-agencies. */
+    /* SQL assembled with macros: kept as written. */
+    // clang-format off
     static const char *sql =
         "WITH RECURSIVE sub AS (SELECT code FROM intake.agencies WHERE code = $1"
         "   UNION SELECT a.code FROM intake.agencies a JOIN sub ON a.parent = sub.code),"
@@ -76,6 +78,7 @@ void procedure_list(mc_http_req_t *req, void *arg)
         "    JOIN intake.agencies a ON a.code = p.agency_code"
         "    ORDER BY p.code LIMIT $4::int OFFSET $5::int) x), '[]'),"
         "  'total', (SELECT count(*) FROM hits), 'limit', $4::int, 'offset', $5::int)";
+    // clang-format on
     mc_db_params_t p = {0};
     mc_db_param_text(&p, agency);
     mc_db_param_int(&p, level);

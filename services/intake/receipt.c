@@ -135,20 +135,20 @@ void dossier_receipt(mc_http_req_t *req, void *arg)
         return;
     }
 #define LOCAL(col) "to_char(" col " AT TIME ZONE 'Asia/Ho_Chi_Minh', 'HH24:MI \"ngày\" DD/MM/YYYY')"
+    /* SQL assembled with macros: kept as written. */
+    // clang-format off
     static const char *sql =
         "SELECT json_build_object('code', d.code, 'procedure', d.procedure_code,"
         " 'procedure_name', d.procedure_name, 'applicant', d.applicant, 'documents', d.documents,"
         " 'channel_label', CASE d.channel WHEN 'online' THEN 'Trực tuyến' WHEN 'postal'"
         "   THEN 'Qua dịch vụ bưu chính' ELSE 'Trực tiếp' END,"
-        " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL(
-            "d.due_at") ","
-                        " 'fee', to_char(d.fee, 'FM999G999G999G990'), 'return_method', "
-                        "d.return_method,"
-                        " 'delivery_address', d.delivery_address, 'lookup_token', d.lookup_token,"
-                        " 'agency_name', coalesce(a.name, d.agency_code))"
-                        " FROM intake.dossiers d LEFT JOIN intake.agencies a ON a.code = "
-                        "d.agency_code"
-                        " WHERE d.code = $1 AND d.lookup_token = $2";
+        " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL("d.due_at") ","
+        " 'fee', to_char(d.fee, 'FM999G999G999G990'), 'return_method', d.return_method,"
+        " 'delivery_address', d.delivery_address, 'lookup_token', d.lookup_token,"
+        " 'agency_name', coalesce(a.name, d.agency_code))"
+        " FROM intake.dossiers d LEFT JOIN intake.agencies a ON a.code = d.agency_code"
+        " WHERE d.code = $1 AND d.lookup_token = $2";
+    // clang-format on
 #undef LOCAL
     mc_db_params_t p = {0};
     mc_db_param_text(&p, code);

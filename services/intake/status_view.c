@@ -30,8 +30,8 @@ void status_view_update(mc_bus_msg_t *msg, void *arg)
     static const char *sql =
         "WITH u AS (UPDATE intake.dossiers SET status = $2, national_status = $3, routed = true,"
         "   status_at = to_timestamp($4::bigint / 1000.0),"
-        "   due_at = CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint / 1000.0) ELSE due_at "
-        "END,"
+        "   due_at = CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint / 1000.0)"
+        "     ELSE due_at END,"
         "   overdue = $8::boolean,"
         "   appointment_at = CASE WHEN $9::bigint > 0 THEN to_timestamp($9::bigint / 1000.0)"
         "     ELSE appointment_at END"

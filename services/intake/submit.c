@@ -186,6 +186,15 @@ static int validate(json_t *in, const char **agency, verdict_t *v)
     return 0;
 }
 
+/* Online dossiers wait for the desk (SUBMITTED); at the desk or by post they are
+ * received on the spot (RECEIVED). */
+static mc_state_t initial_state(const submit_t *s)
+{
+    const char *channel = json_string_value(json_object_get(s->in, "channel"));
+    return strcmp(channel, "online") == 0 ? MOTCUA__V1__DOSSIER_STATE__STATE_SUBMITTED
+                                          : MOTCUA__V1__DOSSIER_STATE__STATE_RECEIVED;
+}
+
 /* ---------------------------------------------------------------- the transaction */
 
 static void submit_free(submit_t *s)
@@ -341,9 +350,10 @@ static void on_dossier_inserted(mc_db_conn_t *conn, PGresult *res, int status, v
     char *receipt = mc_sprintf("/v1/dossiers/%s/receipt?token=%s", s->code, s->token);
     s->answer = json_pack(
         "{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:s, s:s, s:i}, s:s}", "code", s->code, "status",
-        "SUBMITTED", "national_status", 1, "received_at", PQgetvalue(res, 0, 1), "due_at", due,
-        "lookup_token", s->token, "fee", json_integer_value(json_object_get(s->proc, "fee")),
-        "procedure", "code", json_string_value(json_object_get(s->in, "procedure")), "name",
+        mc_state_name(initial_state(s)), "national_status", mc_state_national(initial_state(s)),
+        "received_at", PQgetvalue(res, 0, 1), "due_at", due, "lookup_token", s->token, "fee",
+        json_integer_value(json_object_get(s->proc, "fee")), "procedure", "code",
+        json_string_value(json_object_get(s->in, "procedure")), "name",
         json_string_value(json_object_get(s->proc, "name")), "level",
         (int)json_integer_value(json_object_get(s->proc, "level")), "receipt_url", receipt);
     free(receipt);
@@ -363,14 +373,14 @@ static void insert_dossier(submit_t *s)
         " d AS ("
         "  INSERT INTO intake.dossiers (code, procedure_code, agency_code, channel, applicant,"
         "    documents, return_method, delivery_address, lookup_token, received_at, due_at,"
-        "    procedure_name, level, fee)"
+        "    procedure_name, level, fee, status, national_status)"
         "  SELECT seq.agency_code || '-' || seq.day || '-' ||"
         "    lpad(seq.last::text, greatest(7, length(seq.last::text)), '0'),"
         "    $2, $1, $3, $4::jsonb, $5::jsonb, $6, $7, $8, to_timestamp($9::bigint / 1000.0),"
-        "    to_timestamp($10::bigint / 1000.0), $11, $12::int, $13::bigint FROM seq"
+        "    to_timestamp($10::bigint / 1000.0), $11, $12::int, $13::bigint, $14, $15::int FROM seq"
         "  RETURNING code, received_at),"
         " e AS (INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
-        "  SELECT code, 'SUBMITTED', $1, 'received by intake', received_at FROM d)"
+        "  SELECT code, $14, $1, 'received by intake', received_at FROM d)"
         " SELECT code,"
         "  to_char(received_at AT TIME ZONE 'Asia/Ho_Chi_Minh', "
         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
@@ -394,6 +404,8 @@ static void insert_dossier(submit_t *s)
     mc_db_param_text(&p, json_string_value(json_object_get(s->proc, "name")));
     mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "level")));
     mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "fee")));
+    mc_db_param_text(&p, mc_state_name(initial_state(s)));
+    mc_db_param_int(&p, mc_state_national(initial_state(s)));
     mc_db_query(s->conn, sql, &p, 0, on_dossier_inserted, s);
     free(applicant);
     free(documents);

@@ -186,8 +186,8 @@ static void write_change(act_t *a)
 {
     static const char *sql =
         "WITH c AS (UPDATE routing.cases SET state = $2, step_index = $3::int,"
-        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0) ELSE due_at "
-        "END,"
+        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0)"
+        "     ELSE due_at END,"
         "   paused_at = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE paused_at END,"
         "   overdue_at = CASE WHEN $4::bigint > 0 AND to_timestamp($4::bigint / 1000.0) > now()"
         "     THEN NULL ELSE overdue_at END,"
@@ -197,8 +197,8 @@ static void write_change(act_t *a)
         " d AS (UPDATE routing.case_steps SET done_at = now()"
         "   WHERE code = $1 AND idx = $7::int AND $8::boolean AND done_at IS NULL),"
         " n AS (UPDATE routing.case_steps SET started_at = coalesce(started_at, now()),"
-        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0) ELSE due_at "
-        "END"
+        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0)"
+        "     ELSE due_at END"
         "   WHERE code = $1 AND idx = $3::int AND $9::boolean),"
         " po AS (INSERT INTO routing.pauses (code, kind, started_at, note)"
         "   SELECT $1, $11, now(), coalesce($12, '') WHERE $11::text IS NOT NULL),"
@@ -262,7 +262,10 @@ static int decide(act_t *a)
     json_t *cur = json_array_get(steps, (size_t)a->step);
     int covers_step = json_is_true(json_object_get(c, "covers_step"));
     int covers_desk = json_is_true(json_object_get(c, "covers_desk"));
-    if (!covers_step && !(a->action == MC_ACT_WITHDRAW && covers_desk)) {
+    /* The receiving desk also records withdrawals and hands results back. */
+    int desk_action = a->action == MC_ACT_WITHDRAW || a->action == MC_ACT_RESULT_READY ||
+                      a->action == MC_ACT_RETURN;
+    if (!covers_step && !(desk_action && covers_desk)) {
         act_refuse(a, 403, "forbidden",
                    "this dossier is not in your agency's queue (its current step belongs to "
                    "another agency)",
@@ -356,6 +359,7 @@ static int decide(act_t *a)
         a->step_due_ms = jint(cur, "due_ms") ? mc_calendar_add_working_ms(cal, now, step_left) : 0;
         a->start_new = 1;
         a->pause = "clear";
+        ch->notify = "supplement_received";
         break;
     }
     case MC_ACT_FORWARD:
@@ -393,6 +397,13 @@ static int decide(act_t *a)
     ch->step_name = jstr(now_step, "name");
     ch->step_agency = jstr(now_step, "agency");
     ch->due_ms = a->due_ms > 0 ? a->due_ms : jint(c, "due_ms");
+    /* Overdue: open, past due, and the clock (if stopped) stopped after the due time —
+     * the same rule as the case view, the queues and the statistics. */
+    int64_t paused_ms = strcmp(a->pause, "set") == 0     ? now
+                        : strcmp(a->pause, "clear") == 0 ? 0
+                                                         : jint(c, "paused_ms");
+    ch->overdue = mc_state_is_open(ch->states[ch->nstates - 1]) && ch->due_ms > 0 &&
+                  ch->due_ms < now && (paused_ms == 0 || paused_ms >= ch->due_ms);
     if (ch->notify && ch->due_ms > 0) {
         char due[MC_CALENDAR_ISO_LEN];
         if (mc_calendar_iso8601(ch->due_ms, due) == MC_OK)
@@ -433,6 +444,8 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         act_fail(a, res, status, "begin");
         return;
     }
+    /* SQL assembled with macros: kept as written. */
+    // clang-format off
     static const char *sql =
         "WITH c AS (SELECT * FROM routing.cases WHERE code = $1 FOR UPDATE),"
         " cur AS (SELECT s.agency_code FROM c JOIN routing.case_steps s"
@@ -442,26 +455,16 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         " SELECT json_build_object('state', c.state, 'step', c.step_index, 'days', c.days,"
         "  'cutoff', c.cutoff, 'fee', c.fee, 'level', c.level, 'channel', c.channel,"
         "  'procedure_code', c.procedure_code, 'procedure_name', c.procedure_name,"
-        "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS(
-            "c.paused_at") ","
-                           "  'applicant', c.applicant, 'documents', c.documents,"
-                           "  'steps', (SELECT json_agg(json_build_object('index', s.idx, "
-                           "'name', s.name,"
-                           "    'agency', s.agency_code, 'days', s.days, 'external', "
-                           "s.external,"
-                           "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"
-                                                           "    FROM routing.case_steps s "
-                                                           "WHERE s.code = c.code),"
-                                                           "  'covers_step', " COVERS(
-                                                               "(SELECT agency_code FROM "
-                                                               "cur)") ","
-                                                                       "  "
-                                                                       "'covers_desk',"
-                                                                       " " COVERS(
-                                                                           "(SELECT "
-                                                                           "agency_code FROM "
-                                                                           "desk)") ")"
-                                                                                    " FROM c";
+        "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
+        "  'applicant', c.applicant, 'documents', c.documents,"
+        "  'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
+        "    'agency', s.agency_code, 'days', s.days, 'external', s.external,"
+        "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"
+        "    FROM routing.case_steps s WHERE s.code = c.code),"
+        "  'covers_step', " COVERS("(SELECT agency_code FROM cur)") ","
+        "  'covers_desk', " COVERS("(SELECT agency_code FROM desk)") ")"
+        " FROM c";
+    // clang-format on
     mc_db_params_t p = {0};
     mc_db_param_text(&p, a->code);
     mc_db_param_text(&p, a->who.agency);

@@ -68,6 +68,8 @@ static void tasks_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
     if (!agency && officer)
         agency = who->agency;
     /* $1 the agency asked for (NULL: all), $5 the officer's agency (NULL: operator). */
+    /* SQL assembled with macros: kept as written. */
+    // clang-format off
     static const char *sql =
         "WITH RECURSIVE sub AS (SELECT code FROM routing.agencies WHERE code = $1"
         "   UNION SELECT a.code FROM routing.agencies a JOIN sub ON a.parent = sub.code),"
@@ -84,17 +86,14 @@ static void tasks_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
         "   (SELECT row_number() OVER (ORDER BY due_at NULLS LAST, code) AS o,"
         "    json_build_object('code', code, 'procedure', procedure_code,"
         "    'procedure_name', procedure_name, 'state', state, 'channel', channel,"
-        "    'received_at', " LOCAL("received_at") ", 'due_at', " LOCAL(
-            "due_at") ","
-                      "    'overdue', due_at < now() AND paused_at IS NULL,"
-                      "    'step', json_build_object('index', step_index, 'name', step_name,"
-                      "      'agency', step_agency, 'due_at', " LOCAL(
-                          "step_due") ")) AS j"
-                                      "    FROM t ORDER BY due_at NULLS LAST, code LIMIT $3::int "
-                                      "OFFSET $4::int) x), '[]'),"
-                                      "  'total', (SELECT count(*) FROM t), 'limit', $3::int, "
-                                      "'offset', $4::int),"
-                                      " $5::text IS NULL OR $1 IN (SELECT code FROM mine)";
+        "    'received_at', " LOCAL("received_at") ", 'due_at', " LOCAL("due_at") ","
+        "    'overdue', due_at < now() AND (paused_at IS NULL OR paused_at >= due_at),"
+        "    'step', json_build_object('index', step_index, 'name', step_name,"
+        "      'agency', step_agency, 'due_at', " LOCAL("step_due") ")) AS j"
+        "    FROM t ORDER BY due_at NULLS LAST, code LIMIT $3::int OFFSET $4::int) x), '[]'),"
+        "  'total', (SELECT count(*) FROM t), 'limit', $3::int, 'offset', $4::int),"
+        " $5::text IS NULL OR $1 IN (SELECT code FROM mine)";
+    // clang-format on
     mc_db_params_t p = {0};
     mc_db_param_text(&p, agency);
     mc_db_param_text(&p, state);
