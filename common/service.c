@@ -75,6 +75,7 @@ struct mc_service {
     mc_calendar_t *calendar;
     int catalog_wanted; /* 0 none, 1 agencies, 2 agencies and procedures */
     int reloading;
+    int reload_again; /* a SIGHUP came during a reload: the files may have changed since */
     uv_work_t reload_work;
     char reload_err[512];
     int reload_rc;
@@ -301,6 +302,11 @@ static void reload_done(uv_work_t *w, int status)
         mc_info("reload: catalog %s", svc->reload_err);
     else
         mc_error("reload: catalog kept as it was: %s", svc->reload_err);
+    if (svc->reload_again && !svc->stopping) {
+        svc->reload_again = 0;
+        svc->reloading = 1;
+        uv_queue_work(&svc->loop, &svc->reload_work, reload_work, reload_done);
+    }
 }
 
 /* SIGHUP: calendar now (a small file), catalog in the thread pool (database writes). */
@@ -317,10 +323,14 @@ static void on_reload(uv_signal_t *sig, int signum)
     } else {
         mc_error("reload: calendar kept as it was: %s", err);
     }
-    if (svc->catalog_wanted && !svc->reloading && !svc->stopping) {
-        svc->reloading = 1;
-        uv_queue_work(&svc->loop, &svc->reload_work, reload_work, reload_done);
+    if (!svc->catalog_wanted || svc->stopping)
+        return;
+    if (svc->reloading) {
+        svc->reload_again = 1;
+        return;
     }
+    svc->reloading = 1;
+    uv_queue_work(&svc->loop, &svc->reload_work, reload_work, reload_done);
 }
 
 mc_service_t *mc_service_new(const char *name, int argc, char **argv,
