@@ -109,17 +109,28 @@ void agency_list(mc_http_req_t *req, void *arg)
 {
     mc_service_t *svc = arg;
     const char *parent = mc_http_query(req, "parent");
+    long limit = query_count(req, "limit", 200, 500);
+    long offset = query_count(req, "offset", 0, 1000000);
     if (parent && (!*parent || strlen(parent) > 32)) {
         mc_http_reply_error(req, 400, "invalid", "parent is an agency code", "parent");
         return;
     }
+    if (limit <= 0 || offset < 0) {
+        mc_http_reply_error(req, 400, "invalid", "limit must be 1..500 and offset >= 0",
+                            limit <= 0 ? "limit" : "offset");
+        return;
+    }
     mc_db_params_t p = {0};
     mc_db_param_text(&p, parent);
+    mc_db_param_int(&p, limit);
+    mc_db_param_int(&p, offset);
     mc_db_exec(mc_service_db(svc),
-               "SELECT json_build_object('items', coalesce(json_agg(json_build_object("
-               " 'code', code, 'name', name, 'kind', kind, 'parent', parent, 'external', external,"
-               " 'version', version) ORDER BY code), '[]'), 'total', count(*))"
-               " FROM intake.agencies WHERE retired_at IS NULL"
-               " AND ($1::text IS NULL OR parent = $1)",
+               "WITH hits AS (SELECT * FROM intake.agencies WHERE retired_at IS NULL"
+               "   AND ($1::text IS NULL OR parent = $1))"
+               " SELECT json_build_object('items', coalesce((SELECT json_agg(json_build_object("
+               "   'code', code, 'name', name, 'kind', kind, 'parent', parent,"
+               "   'external', external, 'version', version) ORDER BY code)"
+               "   FROM (SELECT * FROM hits ORDER BY code LIMIT $2::int OFFSET $3::int) a), '[]'),"
+               "  'total', (SELECT count(*) FROM hits), 'limit', $2::int, 'offset', $3::int)",
                &p, 0, on_json, req);
 }
