@@ -39,6 +39,8 @@ static const char *const to_routing[] = {"routing"};
 static const char *const to_intake[] = {"intake"};
 static const char *const to_notify[] = {"notify"};
 static const char *const to_interconnect[] = {"interconnect"};
+static const char *const to_payment[] = {"payment"};
+static const char *const to_postal[] = {"postal"};
 
 static const struct {
     mc_body_t body;
@@ -50,6 +52,13 @@ static const struct {
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged", to_intake, 1},
     {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "NotificationRequested", to_notify, 1},
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, "HandoffRequested", to_interconnect, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_REQUESTED, "PaymentRequested", to_payment, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_SETTLED, "PaymentSettled", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_FAILED, "PaymentFailed", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_REFUND_COMPLETED, "RefundCompleted", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_RESULT_READY, "ResultReady", to_postal, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_RESULT_DELIVERED, "ResultDelivered", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, "DeliveryFailed", to_routing, 1},
     {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, "BusProbe", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_ACK, "Ack", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_NACK, "Nack", NULL, 0},
