@@ -168,6 +168,28 @@ static void emit_handoff(act_t *a)
     free(dp);
 }
 
+/* ResultReady: postal ships it when it goes back by post. */
+static void emit_result_ready(act_t *a)
+{
+    json_t *applicant = json_object_get(a->c, "applicant");
+    Motcua__V1__Applicant ap = MOTCUA__V1__APPLICANT__INIT;
+    Motcua__V1__ResultReady r = MOTCUA__V1__RESULT_READY__INIT;
+    mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
+    ap.name = (char *)jstr(applicant, "name");
+    ap.phone = (char *)jstr(applicant, "phone");
+    ap.email = (char *)jstr(applicant, "email");
+    ap.address = (char *)jstr(applicant, "address");
+    r.code = a->code;
+    r.return_method = (char *)jstr(a->c, "return_method");
+    r.delivery_address = (char *)jstr(a->c, "delivery_address");
+    r.applicant = &ap;
+    r.procedure_name = (char *)jstr(a->c, "procedure_name");
+    env.dossier_code = a->code;
+    env.body_case = MOTCUA__V1__ENVELOPE__BODY_RESULT_READY;
+    env.result_ready = &r;
+    mc_outbox_add(a->outbox, &env, mc_http_header(a->req, "x-trace-id"), NULL);
+}
+
 static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     act_t *a = arg;
@@ -179,63 +201,23 @@ static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     change_emit(a->outbox, &a->ch);
     if (a->handoff_step)
         emit_handoff(a);
+    if (a->action == MC_ACT_RESULT_READY)
+        emit_result_ready(a);
     mc_outbox_write(a->outbox, conn, on_emitted, a);
 }
 
 static void write_change(act_t *a)
 {
-    static const char *sql =
-        "WITH c AS (UPDATE routing.cases SET state = $2, step_index = $3::int,"
-        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0)"
-        "     ELSE due_at END,"
-        "   paused_at = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE paused_at END,"
-        "   overdue_at = CASE WHEN $4::bigint > 0 AND to_timestamp($4::bigint / 1000.0) > now()"
-        "     THEN NULL ELSE overdue_at END,"
-        "   resolved_at = CASE WHEN $6::text IS NOT NULL THEN now() ELSE resolved_at END,"
-        "   outcome = coalesce($6, outcome), updated_at = now()"
-        "   WHERE code = $1 RETURNING code),"
-        " d AS (UPDATE routing.case_steps SET done_at = now()"
-        "   WHERE code = $1 AND idx = $7::int AND $8::boolean AND done_at IS NULL),"
-        " n AS (UPDATE routing.case_steps SET started_at = coalesce(started_at, now()),"
-        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0)"
-        "     ELSE due_at END"
-        "   WHERE code = $1 AND idx = $3::int AND $9::boolean),"
-        " po AS (INSERT INTO routing.pauses (code, kind, started_at, note)"
-        "   SELECT $1, $11, now(), coalesce($12, '') WHERE $11::text IS NOT NULL),"
-        " pc AS (UPDATE routing.pauses SET ended_at = now()"
-        "   WHERE code = $1 AND ended_at IS NULL AND $5 = 'clear')"
-        " INSERT INTO routing.case_events (code, from_state, to_state, actor, note)"
-        " SELECT $1, u.f, u.t, $15, coalesce($12, '') FROM"
-        "  unnest($13::text[], $14::text[]) WITH ORDINALITY AS u(f, t, o) ORDER BY u.o";
-    change_t *ch = &a->ch;
-    char froms[160] = "{", tos[160] = "{";
-    mc_state_t from = ch->from;
-    for (int i = 0; i < ch->nstates; i++) {
-        strcat(froms, i ? "," : "");
-        strcat(froms, mc_state_name(from));
-        strcat(tos, i ? "," : "");
-        strcat(tos, mc_state_name(ch->states[i]));
-        from = ch->states[i];
-    }
-    strcat(froms, "}");
-    strcat(tos, "}");
-    mc_db_params_t p = {0};
-    mc_db_param_text(&p, a->code);
-    mc_db_param_text(&p, mc_state_name(ch->states[ch->nstates - 1]));
-    mc_db_param_int(&p, a->new_step);
-    mc_db_param_int(&p, a->due_ms);
-    mc_db_param_text(&p, a->pause);
-    mc_db_param_text(&p, a->outcome);
-    mc_db_param_int(&p, a->step);
-    mc_db_param_text(&p, a->done_old ? "true" : "false");
-    mc_db_param_text(&p, a->start_new ? "true" : "false");
-    mc_db_param_int(&p, a->step_due_ms);
-    mc_db_param_text(&p, a->pause_kind);
-    mc_db_param_text(&p, a->note);
-    mc_db_param_text(&p, froms);
-    mc_db_param_text(&p, tos);
-    mc_db_param_text(&p, a->actor);
-    mc_db_query(a->conn, sql, &p, 0, on_written, a);
+    change_rows_t rows = {.step = a->step,
+                          .new_step = a->new_step,
+                          .done_old = a->done_old,
+                          .start_new = a->start_new,
+                          .due_ms = a->due_ms,
+                          .step_due_ms = a->step_due_ms,
+                          .pause = a->pause,
+                          .pause_kind = a->pause_kind,
+                          .outcome = a->outcome};
+    change_write(a->conn, &a->ch, &rows, on_written, a);
 }
 
 /* ---------------------------------------------------------------- the decision */
@@ -457,6 +439,7 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         "  'procedure_code', c.procedure_code, 'procedure_name', c.procedure_name,"
         "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
         "  'applicant', c.applicant, 'documents', c.documents,"
+        "  'return_method', c.return_method, 'delivery_address', c.delivery_address,"
         "  'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
         "    'agency', s.agency_code, 'days', s.days, 'external', s.external,"
         "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"

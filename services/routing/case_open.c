@@ -141,10 +141,10 @@ void case_open(mc_bus_msg_t *msg, void *arg)
     static const char *sql =
         "WITH c AS (INSERT INTO routing.cases (code, procedure_code, procedure_name, agency_code,"
         "   resolving_agency, channel, state, received_at, due_at, level, days, fee, cutoff,"
-        "   return_method, applicant, documents, catalog_version)"
+        "   return_method, applicant, documents, catalog_version, delivery_address)"
         "  VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::bigint / 1000.0),"
         "   CASE WHEN $9::bigint > 0 THEN to_timestamp($9::bigint / 1000.0) END, $10::int,"
-        "   $11::numeric, $12::bigint, nullif($13, ''), $14, $15::jsonb, $16::jsonb, $17)"
+        "   $11::numeric, $12::bigint, nullif($13, ''), $14, $15::jsonb, $16::jsonb, $17, $24)"
         "  RETURNING code),"
         " s AS (INSERT INTO routing.case_steps (code, idx, name, agency_code, days, external,"
         "   started_at, due_at)"
@@ -188,6 +188,7 @@ void case_open(mc_bus_msg_t *msg, void *arg)
     mc_db_param_text(&p, in->message_id);
     mc_db_param_text(&p, froms);
     mc_db_param_text(&p, tos);
+    mc_db_param_text(&p, ev->delivery_address);
     mc_db_query(mc_bus_msg_conn(msg), sql, &p, 0, on_opened, o);
     free(steps);
     free(applicant);

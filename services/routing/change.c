@@ -69,3 +69,60 @@ void change_emit(mc_outbox_t *ob, const change_t *ch)
     free(pv);
     free(pp);
 }
+
+void change_write(mc_db_conn_t *conn, const change_t *ch, const change_rows_t *rows,
+                  mc_db_result_fn fn, void *arg)
+{
+    /* One statement: the case, its steps, the clock's pauses and the events. */
+    static const char *sql =
+        "WITH c AS (UPDATE routing.cases SET state = $2, step_index = $3::int,"
+        "   due_at = CASE WHEN $4::bigint > 0 THEN to_timestamp($4::bigint / 1000.0)"
+        "     ELSE due_at END,"
+        "   paused_at = CASE $5 WHEN 'set' THEN now() WHEN 'clear' THEN NULL ELSE paused_at END,"
+        "   overdue_at = CASE WHEN $4::bigint > 0 AND to_timestamp($4::bigint / 1000.0) > now()"
+        "     THEN NULL ELSE overdue_at END,"
+        "   resolved_at = CASE WHEN $6::text IS NOT NULL THEN now() ELSE resolved_at END,"
+        "   outcome = coalesce($6, outcome), updated_at = now()"
+        "   WHERE code = $1 RETURNING code),"
+        " d AS (UPDATE routing.case_steps SET done_at = now()"
+        "   WHERE code = $1 AND idx = $7::int AND $8::boolean AND done_at IS NULL),"
+        " n AS (UPDATE routing.case_steps SET started_at = coalesce(started_at, now()),"
+        "   due_at = CASE WHEN $10::bigint > 0 THEN to_timestamp($10::bigint / 1000.0)"
+        "     ELSE due_at END"
+        "   WHERE code = $1 AND idx = $3::int AND $9::boolean),"
+        " po AS (INSERT INTO routing.pauses (code, kind, started_at, note)"
+        "   SELECT $1, $11, now(), coalesce($12, '') WHERE $11::text IS NOT NULL),"
+        " pc AS (UPDATE routing.pauses SET ended_at = now()"
+        "   WHERE code = $1 AND ended_at IS NULL AND $5 = 'clear')"
+        " INSERT INTO routing.case_events (code, from_state, to_state, actor, note)"
+        " SELECT $1, u.f, u.t, $15, coalesce($12, '') FROM"
+        "  unnest($13::text[], $14::text[]) WITH ORDINALITY AS u(f, t, o) ORDER BY u.o";
+    char froms[160] = "{", tos[160] = "{";
+    mc_state_t from = ch->from;
+    for (int i = 0; i < ch->nstates; i++) {
+        strcat(froms, i ? "," : "");
+        strcat(froms, mc_state_name(from));
+        strcat(tos, i ? "," : "");
+        strcat(tos, mc_state_name(ch->states[i]));
+        from = ch->states[i];
+    }
+    strcat(froms, "}");
+    strcat(tos, "}");
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, ch->code);
+    mc_db_param_text(&p, mc_state_name(ch->states[ch->nstates - 1]));
+    mc_db_param_int(&p, rows->new_step);
+    mc_db_param_int(&p, rows->due_ms);
+    mc_db_param_text(&p, rows->pause ? rows->pause : "keep");
+    mc_db_param_text(&p, rows->outcome);
+    mc_db_param_int(&p, rows->step);
+    mc_db_param_text(&p, rows->done_old ? "true" : "false");
+    mc_db_param_text(&p, rows->start_new ? "true" : "false");
+    mc_db_param_int(&p, rows->step_due_ms);
+    mc_db_param_text(&p, rows->pause_kind);
+    mc_db_param_text(&p, ch->note);
+    mc_db_param_text(&p, froms);
+    mc_db_param_text(&p, tos);
+    mc_db_param_text(&p, ch->actor);
+    mc_db_query(conn, sql, &p, 0, fn, arg);
+}

@@ -17,6 +17,11 @@ static const mc_route_t routes[] = {
 
 static const mc_bus_handler_t handlers[] = {
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, case_open},
+    {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_SETTLED, case_report},
+    {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_FAILED, case_report},
+    {MOTCUA__V1__ENVELOPE__BODY_REFUND_COMPLETED, case_report},
+    {MOTCUA__V1__ENVELOPE__BODY_RESULT_DELIVERED, case_report},
+    {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, case_report},
 };
 
 typedef struct {

@@ -52,6 +52,26 @@ typedef struct {
  * NotificationRequested, if any, to ob. */
 void change_emit(mc_outbox_t *ob, const change_t *ch);
 
+/* How a change moves the case's rows (see change_write). */
+typedef struct {
+    int step, new_step;      /* the step in charge before and after */
+    int done_old, start_new; /* mark the old step done; start (or re-time) the new one */
+    int64_t due_ms;          /* the case's new due time, 0 to keep it */
+    int64_t step_due_ms;     /* the new step's due time, 0 to keep it */
+    const char *pause;       /* "set", "clear" or "keep" (NULL) */
+    const char *pause_kind;  /* with "set": "supplement" or "payment" */
+    const char *outcome;     /* approved, refused, withdrawn, rejected; NULL if still open */
+} change_rows_t;
+/* Write the change (case, steps, pauses, events with ch->actor and ch->note) in one
+ * statement on conn, inside the caller's transaction. */
+void change_write(mc_db_conn_t *conn, const change_t *ch, const change_rows_t *rows,
+                  mc_db_result_fn fn, void *arg);
+
+/* ---- external.c ---- */
+/* PaymentSettled, PaymentFailed, RefundCompleted, ResultDelivered, DeliveryFailed: what
+ * the edge services report about a case. */
+void case_report(mc_bus_msg_t *msg, void *arg);
+
 /* ---- action.c ---- */
 /* POST /v1/dossiers/{code}/actions: an officer acts on a case. */
 void action_apply(mc_http_req_t *req, void *arg);

@@ -1,0 +1,214 @@
+/* external.c: what the edge services report back about a case — the fee paid or not,
+ * a refund, the result delivered by post or not. Each is applied in the bus's inbox
+ * transaction under a row lock on the case, through the same state machine and the same
+ * writing path as officers' actions. A report that no longer fits the case's state (a
+ * payment confirmed after the applicant withdrew) changes nothing but is recorded in
+ * the history: it is a race of the real world, not a bad message. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "routing.h"
+
+typedef struct {
+    mc_bus_msg_t *msg;
+    mc_service_t *svc;
+    json_t *c;
+    json_t *params;
+    mc_outbox_t *outbox;
+    change_t ch;
+    change_rows_t rows;
+    char note[300];
+} ext_t;
+
+/* Decide what the report does; fills e->ch (states, notify) and e->rows. */
+typedef void (*ext_decide_fn)(ext_t *e, mc_state_t state);
+
+static void ext_end(ext_t *e, int status, const char *why)
+{
+    mc_bus_msg_t *msg = e->msg;
+    json_decref(e->c);
+    json_decref(e->params);
+    mc_outbox_destroy(&e->outbox);
+    free(e);
+    mc_bus_done(msg, status, why);
+}
+
+static void on_emitted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    ext_end(arg, status, status == MC_OK ? NULL : res ? PQresultErrorMessage(res) : "outbox");
+}
+
+static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    ext_t *e = arg;
+    if (status != MC_OK) {
+        ext_end(e, status, res ? PQresultErrorMessage(res) : "write");
+        return;
+    }
+    e->outbox = mc_outbox_new("routing");
+    change_emit(e->outbox, &e->ch);
+    mc_outbox_write(e->outbox, conn, on_emitted, e);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* Move the case by `action` if the state machine allows it now; else only record. */
+static void apply(ext_t *e, mc_state_t state, mc_action_t action)
+{
+    mc_state_t to;
+    if (mc_state_next(state, action, &to) != MC_OK) {
+        size_t len = strlen(e->note);
+        snprintf(e->note + len, sizeof e->note - len, " (in state %s: nothing changes)",
+                 mc_state_name(state));
+        e->ch.notify = NULL;
+        to = state;
+    }
+    e->ch.states[0] = to;
+    e->ch.nstates = 1;
+}
+
+static void decide_paid(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__PaymentSettled *p = mc_bus_msg_envelope(e->msg)->payment_settled;
+    snprintf(e->note, sizeof e->note, "fee paid online: %lld VND, order %s",
+             (long long)p->amount_vnd, p->order_id);
+    e->ch.notify = "payment_confirmed";
+    apply(e, state, MC_ACT_PAYMENT_SETTLED);
+    if (e->ch.states[0] == state)
+        return;
+    /* The clock runs again with the working time left when the fee became due. */
+    const mc_calendar_t *cal = mc_service_calendar(e->svc);
+    int64_t now = mc_wall_ms();
+    int64_t paused = json_integer_value(json_object_get(e->c, "paused_ms"));
+    int64_t due = json_integer_value(json_object_get(e->c, "due_ms"));
+    if (paused > 0 && due > 0)
+        e->rows.due_ms =
+            mc_calendar_add_working_ms(cal, now, mc_calendar_working_ms_between(cal, paused, due));
+    e->rows.pause = "clear";
+}
+
+static void decide_payment_failed(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__PaymentFailed *p = mc_bus_msg_envelope(e->msg)->payment_failed;
+    snprintf(e->note, sizeof e->note, "online payment failed (%s%s%s)", p->reason,
+             p->response_code[0] ? ", gateway code " : "", p->response_code);
+    e->ch.notify =
+        state == MOTCUA__V1__DOSSIER_STATE__STATE_AWAITING_PAYMENT ? "payment_failed" : NULL;
+    e->ch.states[0] = state;
+    e->ch.nstates = 1;
+}
+
+static void decide_refunded(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__RefundCompleted *r = mc_bus_msg_envelope(e->msg)->refund_completed;
+    snprintf(e->note, sizeof e->note, "fee refunded: %lld VND, order %s (%s)",
+             (long long)r->amount_vnd, r->order_id, r->reason);
+    e->ch.states[0] = state;
+    e->ch.nstates = 1;
+}
+
+static void decide_delivered(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__ResultDelivered *d = mc_bus_msg_envelope(e->msg)->result_delivered;
+    snprintf(e->note, sizeof e->note, "result delivered by post, tracking %s", d->tracking_number);
+    e->ch.notify = "delivered";
+    json_object_set_new(e->params, "tracking", json_string(d->tracking_number));
+    apply(e, state, MC_ACT_RETURN);
+}
+
+static void decide_delivery_failed(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__DeliveryFailed *d = mc_bus_msg_envelope(e->msg)->delivery_failed;
+    snprintf(e->note, sizeof e->note, "%s: %s (tracking %s)",
+             d->final ? "delivery failed for good; the result is back at the counter"
+                      : "a delivery attempt failed",
+             d->reason, d->tracking_number);
+    e->ch.notify = d->final ? "delivery_failed" : NULL;
+    json_object_set_new(e->params, "tracking", json_string(d->tracking_number));
+    json_object_set_new(e->params, "reason", json_string(d->reason));
+    e->ch.states[0] = state;
+    e->ch.nstates = 1;
+}
+
+static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    ext_t *e = arg;
+    if (status != MC_OK) {
+        ext_end(e, status, res ? PQresultErrorMessage(res) : "lock");
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        ext_end(e, MC_ERULE, "a report about a dossier routing does not know");
+        return;
+    }
+    e->c = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    const mc_envelope_t *env = mc_bus_msg_envelope(e->msg);
+    mc_state_t state = mc_state_parse(jstr(e->c, "state"));
+    static const struct {
+        mc_body_t body;
+        ext_decide_fn fn;
+    } table[] = {
+        {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_SETTLED, decide_paid},
+        {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_FAILED, decide_payment_failed},
+        {MOTCUA__V1__ENVELOPE__BODY_REFUND_COMPLETED, decide_refunded},
+        {MOTCUA__V1__ENVELOPE__BODY_RESULT_DELIVERED, decide_delivered},
+        {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, decide_delivery_failed},
+    };
+    change_t *ch = &e->ch;
+    ch->code = env->dossier_code;
+    ch->from = state;
+    ch->actor = env->source;
+    ch->applicant = json_object_get(e->c, "applicant");
+    ch->notify_params = e->params;
+    ch->trace = env->trace_id;
+    ch->causation = env->message_id;
+    ch->agency = jstr(e->c, "step_agency");
+    ch->step_name = jstr(e->c, "step_name");
+    ch->step_agency = jstr(e->c, "step_agency");
+    ch->action = env->type;
+    int step = (int)json_integer_value(json_object_get(e->c, "step"));
+    e->rows.step = e->rows.new_step = step;
+    for (size_t i = 0; i < MC_COUNT(table); i++)
+        if (table[i].body == env->body_case)
+            table[i].fn(e, state);
+    ch->note = e->note;
+    json_object_set_new(e->params, "procedure", json_string(jstr(e->c, "procedure_name")));
+    json_object_set_new(e->params, "note", json_string(e->note));
+    ch->due_ms =
+        e->rows.due_ms > 0 ? e->rows.due_ms : json_integer_value(json_object_get(e->c, "due_ms"));
+    change_write(conn, ch, &e->rows, on_written, e);
+}
+
+#define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+
+void case_report(mc_bus_msg_t *msg, void *arg)
+{
+    const mc_envelope_t *env = mc_bus_msg_envelope(msg);
+    if (!env->dossier_code[0]) {
+        mc_bus_done(msg, MC_EINVAL, "a report without a dossier code");
+        return;
+    }
+    ext_t *e = mc_new(ext_t);
+    e->msg = msg;
+    e->svc = arg;
+    e->params = json_object();
+    /* clang-format off */
+    static const char *sql =
+        "WITH c AS (SELECT * FROM routing.cases WHERE code = $1 FOR UPDATE)"
+        " SELECT json_build_object('state', c.state, 'step', c.step_index,"
+        "  'procedure_name', c.procedure_name, 'applicant', c.applicant,"
+        "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
+        "  'step_name', s.name, 'step_agency', s.agency_code)"
+        " FROM c LEFT JOIN routing.case_steps s ON s.code = c.code AND s.idx = c.step_index";
+    /* clang-format on */
+    mc_db_params_t p = {0};
+    mc_db_param_text(&p, env->dossier_code);
+    mc_db_query(mc_bus_msg_conn(msg), sql, &p, 0, on_case, e);
+}
