@@ -36,11 +36,12 @@ int mc_uuid_valid(const char *s)
 /* ---- the topology: body type -> consuming services ---- */
 
 static const char *const to_routing[] = {"routing"};
-static const char *const to_intake[] = {"intake"};
 static const char *const to_notify[] = {"notify"};
 static const char *const to_interconnect[] = {"interconnect"};
 static const char *const to_payment[] = {"payment"};
 static const char *const to_postal[] = {"postal"};
+/* payment hears of status changes for refunds (refusal at the desk, withdrawal). */
+static const char *const to_intake_payment[] = {"intake", "payment"};
 
 static const struct {
     mc_body_t body;
@@ -49,7 +50,8 @@ static const struct {
     size_t nconsumers;
 } bodies[] = {
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, "DossierSubmitted", to_routing, 1},
-    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged", to_intake, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged", to_intake_payment,
+     2},
     {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "NotificationRequested", to_notify, 1},
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, "HandoffRequested", to_interconnect, 1},
     {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_REQUESTED, "PaymentRequested", to_payment, 1},

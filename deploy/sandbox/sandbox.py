@@ -47,6 +47,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bank_gateway  # noqa: E402
+import chat_webhook  # noqa: E402
 import sms_gateway  # noqa: E402
 import smtp_sink  # noqa: E402
 
@@ -61,6 +63,8 @@ STANDINS = (
     # module       class         HTTP path prefixes
     (smtp_sink, "SmtpSink", ("/smtp",)),
     (sms_gateway, "SmsGateway", ("/sms", "/control/sms")),
+    (chat_webhook, "ChatWebhook", ("/chat", "/control/chat")),
+    (bank_gateway, "BankGateway", ("/vnpay",)),
 )
 
 # Configuration: environment variable, command-line flag, default, help.

@@ -3,7 +3,9 @@
  * letter gave one), whether routing has opened its case, and the history.
  * The applicant shows the lookup token; an officer, integrator or operator shows an API
  * key (Authorization: Bearer) instead. Neither: 401. Unknown code or wrong token: 404
- * (existence is not revealed to a wrong token). */
+ * (existence is not revealed to a wrong token). While the fee is owed online
+ * (AWAITING_PAYMENT) the view also has `payment_url`, payment's pay link. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
@@ -24,6 +26,7 @@ static const char *lookup_sql =
     " 'agency', d.agency_code, 'channel', d.channel, 'level', d.level, 'fee', d.fee,"
     " 'status', d.status, 'national_status', d.national_status, 'routed', d.routed,"
     " 'return_method', d.return_method,"
+    " 'payment_url', CASE WHEN d.status = 'AWAITING_PAYMENT' THEN $3 || d.code END,"
     " 'overdue', d.overdue OR (d.due_at < now() AND d.status IN ('SUBMITTED', 'RECEIVED',"
     "   'IN_PROGRESS', 'HANDED_OFF')),"
     " 'received_at', " LOCAL("d.received_at") ", 'due_at', " LOCAL("d.due_at") ","
@@ -52,6 +55,8 @@ static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         mc_http_reply_error(req, 500, "internal", "cannot render the dossier", NULL);
         return;
     }
+    if (json_is_null(json_object_get(body, "payment_url")))
+        json_object_del(body, "payment_url"); /* only while the fee is owed */
     mc_http_reply_json(req, 200, body);
 }
 
@@ -76,7 +81,12 @@ static void lookup_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
     mc_db_params_t p = {0};
     mc_db_param_text(&p, mc_http_param(req, "code"));
     mc_db_param_text(&p, who ? NULL : token);
-    mc_db_exec(mc_service_db(svc), lookup_sql, &p, 0, on_row, req);
+    /* The fee is paid through payment's pay link (MOTCUA_PAYMENT_PUBLIC_URL). */
+    const char *base = getenv("MOTCUA_PAYMENT_PUBLIC_URL");
+    char *pay = mc_sprintf("%s/v1/payments/pay/", base && *base ? base : "http://127.0.0.1:8083");
+    mc_db_param_text(&p, pay);
+    mc_db_exec(mc_service_db(svc), lookup_sql, &p, 0, on_row, req); /* copies the values */
+    free(pay);
 }
 
 void dossier_lookup(mc_http_req_t *req, void *arg)

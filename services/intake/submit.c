@@ -261,7 +261,22 @@ static void on_outbox_written(mc_db_conn_t *conn, PGresult *res, int status, voi
     free(text);
 }
 
-/* Build DossierSubmitted from the validated input and write it to the outbox. */
+/* How long an online fee may stay unpaid: MOTCUA_PAYMENT_TTL_SECONDS if set (tests),
+ * else MOTCUA_PAYMENT_TTL_HOURS (default 48). */
+static int64_t payment_ttl_ms(void)
+{
+    const char *sec = getenv("MOTCUA_PAYMENT_TTL_SECONDS");
+    const char *hours = getenv("MOTCUA_PAYMENT_TTL_HOURS");
+    long long v;
+    if (sec && *sec && (v = atoll(sec)) > 0)
+        return (int64_t)v * 1000;
+    if (hours && *hours && (v = atoll(hours)) > 0)
+        return (int64_t)v * 3600 * 1000;
+    return (int64_t)48 * 3600 * 1000;
+}
+
+/* Build DossierSubmitted (and PaymentRequested when the fee is paid online) from the
+ * validated input and write them to the outbox. */
 static void emit_submitted(submit_t *s)
 {
     json_t *in = s->in, *a = json_object_get(in, "applicant");
@@ -328,6 +343,22 @@ static void emit_submitted(submit_t *s)
     env.dossier_submitted = &ev;
     s->outbox = mc_outbox_new("intake");
     mc_outbox_add(s->outbox, &env, mc_http_header(s->req, "x-trace-id"), NULL);
+    /* A level-4 dossier submitted online pays its fee online: payment opens the order. */
+    if (ev.fee_vnd > 0 && ev.level == 4 && ev.channel == MOTCUA__V1__CHANNEL__CHANNEL_ONLINE) {
+        Motcua__V1__PaymentRequested pay = MOTCUA__V1__PAYMENT_REQUESTED__INIT;
+        mc_envelope_t penv = MOTCUA__V1__ENVELOPE__INIT;
+        pay.code = s->code;
+        pay.amount_vnd = ev.fee_vnd;
+        pay.procedure_code = ev.procedure_code;
+        pay.procedure_name = ev.procedure_name;
+        pay.email = applicant.email;
+        pay.phone = applicant.phone;
+        pay.expires_at_ms = s->received_ms + payment_ttl_ms();
+        penv.dossier_code = s->code;
+        penv.body_case = MOTCUA__V1__ENVELOPE__BODY_PAYMENT_REQUESTED;
+        penv.payment_requested = &pay;
+        mc_outbox_add(s->outbox, &penv, mc_http_header(s->req, "x-trace-id"), NULL);
+    }
     free(dv);
     free(dp);
     free(sv);

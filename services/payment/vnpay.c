@@ -97,8 +97,8 @@ void vnpay_date(int64_t ms, char out[15])
 
 /* What VNPay sends to the IPN and return URLs, besides the hash itself. */
 static const char *const callback_keys[] = {
-    "vnp_Amount",    "vnp_BankCode",      "vnp_BankTranNo", "vnp_CardType",
-    "vnp_OrderInfo", "vnp_PayDate",       "vnp_ResponseCode", "vnp_TmnCode",
+    "vnp_Amount",        "vnp_BankCode",          "vnp_BankTranNo",   "vnp_CardType",
+    "vnp_OrderInfo",     "vnp_PayDate",           "vnp_ResponseCode", "vnp_TmnCode",
     "vnp_TransactionNo", "vnp_TransactionStatus", "vnp_TxnRef",
 };
 

@@ -100,9 +100,10 @@ static void body_consumers(void **state)
     static const struct {
         mc_body_t body;
         const char *consumer; /* NULL: nobody consumes it through the outbox */
+        const char *also;     /* a second consumer, if any */
     } table[] = {
         {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, "routing"},
-        {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "intake"},
+        {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "intake", "payment"},
         {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "notify"},
         {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, NULL},
         {MOTCUA__V1__ENVELOPE__BODY_ACK, NULL},
@@ -114,9 +115,11 @@ static void body_consumers(void **state)
         const char *const *services = (const char *const *)&table; /* overwritten */
         size_t n = mc_body_consumers(table[i].body, &services);
         if (table[i].consumer) {
-            assert_int_equal(n, 1);
+            assert_int_equal(n, table[i].also ? 2 : 1);
             assert_non_null(services);
             assert_string_equal(services[0], table[i].consumer);
+            if (table[i].also)
+                assert_string_equal(services[1], table[i].also);
         } else {
             assert_int_equal(n, 0);
             assert_null(services);

@@ -38,7 +38,8 @@ typedef struct {
     X(envelope)                                                                                    \
     X(calendar)                                                                                    \
     X(auth)                                                                                        \
-    X(bus)
+    X(bus)                                                                                         \
+    X(fetch)
 
 #define MC_DECLARE_GROUP(g) extern const mc_test_group_t mc_test_group_##g;
 MC_TEST_GROUPS(MC_DECLARE_GROUP)

@@ -1,0 +1,449 @@
+/* deliver.c: the worker that sends notifications: claim, render, send, record.
+ *
+ * Every tick (MOTCUA_NOTIFY_TICK_MS) the worker first sweeps, then claims work per
+ * channel, as many rows as that channel's token bucket allows (MOTCUA_NOTIFY_RATE_*
+ * per second). A claim is one statement, committed before anything is sent: it picks
+ * due 'pending' rows whose current channel is this one (FOR UPDATE SKIP LOCKED, so
+ * several notify processes share the work), marks them 'sending' with a lease, and
+ * inserts an attempt row ('sending') for each. Then the message is rendered and
+ * handed to the provider through mc_fetch; the provider's answer is recorded in one
+ * statement (attempt and notification together).
+ *
+ * At most once. A unique index allows one attempt per notification and channel that
+ * is not 'failed', and 'failed' is written only when the provider surely took
+ * nothing (connection refused, HTTP 429/5xx/4xx, SMTP 4xx/5xx). Anything ambiguous
+ * (a timeout after connecting, a connection cut mid-exchange, a crash or SIGKILL
+ * between claim and record) leaves the attempt 'sending'; the sweep turns attempts
+ * whose lease ran out into 'unknown', and the notification with them, for an
+ * operator to check with the provider. They are never resent automatically: a
+ * citizen gets no message twice, at the price of an occasional message that an
+ * operator must confirm. The lease (MOTCUA_NOTIFY_LEASE_MS) is longer than any send
+ * may take (MOTCUA_NOTIFY_TIMEOUT_MS), so the sweep never catches a live send.
+ *
+ * Retries and fallback. A temporary failure (refused, 429, 5xx, SMTP 4xx) is tried
+ * again on the same channel after MOTCUA_NOTIFY_BACKOFF_MS, doubling, up to
+ * MOTCUA_NOTIFY_RETRIES attempts; then, or at once on a permanent failure (other
+ * 4xx, SMTP 5xx, a chat API error, no template, a phone number that is not one), the
+ * next channel of the row's list is tried; after the last one the notification is
+ * 'failed' with the reason: the dead-letter list.
+ *
+ * Stop. On SIGTERM the worker claims nothing more and waits (5 s at most) for the
+ * sends in flight and their records, then closes the fetcher. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "notify.h"
+
+#define GRACE_MS 5000
+
+typedef enum { OUT_SENT, OUT_TEMP, OUT_PERM, OUT_UNKNOWN } outcome_t;
+
+typedef struct {
+    notify_t *n;
+    long long id, attempt_id;
+    channel_t ch;
+    int tries, chan_idx, nchannels;
+    char code[80], event[64];
+    char shown[256]; /* recipient, masked for logs */
+    char mid[256];   /* e-mail: the Message-ID, our provider id */
+} job_t;
+
+typedef struct {
+    notify_t *n;
+    int ch;
+} claim_t;
+
+static void claim_next(notify_t *n, int ch);
+static void maybe_finalize(notify_t *n);
+
+static mc_db_t *db_of(notify_t *n)
+{
+    return mc_service_db(n->svc); /* NULL once the service has closed its pool */
+}
+
+/* ------------------------------------------------------------------ record */
+
+static void job_end(job_t *j)
+{
+    notify_t *n = j->n;
+    free(j);
+    n->inflight--;
+    maybe_finalize(n);
+}
+
+static void on_recorded(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    job_t *j = arg;
+    if (status != MC_OK)
+        mc_logd(MC_LOG_WARN, NULL, j->code,
+                "notification %lld: result not recorded (%s): the lease will mark it unknown",
+                j->id, res ? PQresultErrorMessage(res) : mc_strerror(status));
+    job_end(j);
+}
+
+static void record(job_t *j, outcome_t out, long code, const char *provider_id, const char *error)
+{
+    notify_t *n = j->n;
+    const char *astate = "failed", *nstate = "pending";
+    int idx = j->chan_idx, tries = j->tries;
+    long long delay = 0;
+    int next_channel = out == OUT_PERM;
+    if (out == OUT_SENT) {
+        astate = nstate = "sent";
+    } else if (out == OUT_UNKNOWN) {
+        astate = nstate = "unknown";
+    } else if (out == OUT_TEMP && tries < n->cfg.retries) {
+        delay = n->cfg.backoff_ms;
+        for (int i = 1; i < tries && delay < 3600000; i++)
+            delay *= 2;
+        if (delay > 3600000)
+            delay = 3600000;
+    } else {
+        next_channel = 1; /* permanent, or the retries are spent */
+    }
+    if (next_channel && idx < j->nchannels) {
+        idx++;
+        tries = 0;
+    } else if (next_channel) {
+        nstate = "failed";
+    }
+    mc_logd(out == OUT_SENT ? MC_LOG_INFO : MC_LOG_WARN, NULL, j->code,
+            "notification %lld %s by %s to %s: attempt %s, notification %s%s%s", j->id, j->event,
+            channel_names[j->ch], j->shown, astate, nstate, error && *error ? ": " : "",
+            error ? error : "");
+    mc_db_t *db = db_of(n);
+    if (!db) {
+        job_end(j);
+        return;
+    }
+    mc_db_params_t p = {0};
+    mc_db_param_int(&p, j->attempt_id);
+    mc_db_param_text(&p, astate);
+    mc_db_param_text(&p, provider_id ? provider_id : "");
+    mc_db_param_int(&p, code);
+    mc_db_param_text(&p, error ? error : "");
+    mc_db_param_text(&p, nstate);
+    mc_db_param_int(&p, idx);
+    mc_db_param_int(&p, tries);
+    mc_db_param_int(&p, delay);
+    mc_db_param_int(&p, templates_version(n->templates));
+    mc_db_exec(db,
+               "WITH a AS (UPDATE notify.attempts SET state = $2, provider_id = nullif($3, ''),"
+               "  code = nullif($4::int, 0), error = nullif($5, ''), finished_at = now()"
+               "  WHERE id = $1 RETURNING notification_id)"
+               " UPDATE notify.notifications n SET state = $6, chan_idx = $7, tries = $8,"
+               "  next_at = now() + $9::bigint * interval '1 millisecond',"
+               "  last_error = nullif($5, ''), lease_until = NULL, template_version = $10,"
+               "  updated_at = now()"
+               " FROM a WHERE n.id = a.notification_id",
+               &p, 0, on_recorded, j);
+}
+
+/* ------------------------------------------------------------------ answers */
+
+static int temporary_http(long code)
+{
+    return code == 429 || code == 408 || code >= 500;
+}
+
+static void on_sent(int status, long code, const char *body, size_t len, void *arg)
+{
+    job_t *j = arg;
+    (void)len;
+    if (status == MC_ECLOSED) { /* stopping: the attempt stays 'sending' -> unknown */
+        job_end(j);
+        return;
+    }
+    char err[300] = "", pid[256] = "";
+    outcome_t out;
+    if (status == MC_EUNAVAIL) {
+        out = OUT_TEMP;
+        snprintf(err, sizeof err, "not reached: %.200s", body);
+    } else if (status != MC_OK && j->ch == CH_EMAIL && code >= 400 && code < 600) {
+        out = code < 500 ? OUT_TEMP : OUT_PERM;
+        snprintf(err, sizeof err, "SMTP %ld: %.200s", code, body);
+    } else if (status != MC_OK) {
+        out = OUT_UNKNOWN; /* timed out or cut after connecting: it may have been taken */
+        snprintf(err, sizeof err, "%s: %.200s", mc_strerror(status), body);
+    } else if (j->ch == CH_EMAIL) {
+        out = OUT_SENT;
+    } else if (code < 200 || code >= 300) {
+        out = temporary_http(code) ? OUT_TEMP : OUT_PERM;
+        snprintf(err, sizeof err, "HTTP %ld", code);
+    } else {
+        json_t *ans = json_loads(body, 0, NULL);
+        const char *id = NULL;
+        if (j->ch == CH_SMS) {
+            id = json_string_value(json_object_get(ans, "id"));
+            out = OUT_SENT;
+        } else {
+            json_t *e = json_object_get(ans, "error");
+            id = json_string_value(json_object_get(json_object_get(ans, "data"), "message_id"));
+            if (!json_is_integer(e) || json_integer_value(e) != 0) {
+                out = OUT_PERM;
+                snprintf(err, sizeof err, "chat API error %lld: %.200s",
+                         (long long)json_integer_value(e),
+                         json_string_value(json_object_get(ans, "message")) ?: "");
+            } else {
+                out = OUT_SENT;
+            }
+        }
+        snprintf(pid, sizeof pid, "%s", id ? id : "");
+        json_decref(ans);
+    }
+    if (out == OUT_SENT && j->ch == CH_EMAIL)
+        snprintf(pid, sizeof pid, "%s", j->mid);
+    record(j, out, code, out == OUT_SENT ? pid : NULL, err);
+}
+
+/* ------------------------------------------------------------------ send */
+
+static void send_job(job_t *j, const char *email, const char *phone, const char *params_text)
+{
+    notify_t *n = j->n;
+    json_t *params = json_loads(params_text, 0, NULL);
+    if (!json_is_object(params)) {
+        json_decref(params);
+        params = json_object();
+    }
+    json_object_set_new(params, "code", json_string(j->code));
+    char *subject = NULL, *text = NULL;
+    int rc = template_render(n->templates, &n->cfg, j->event, j->ch, params, &subject, &text);
+    json_decref(params);
+    if (rc != MC_OK) {
+        record(j, OUT_PERM, 0, NULL, "no template for this event and channel");
+        return;
+    }
+    long timeout = n->cfg.timeout_ms;
+    if (j->ch == CH_EMAIL) {
+        char from[256];
+        message_mask_email(email, j->shown, sizeof j->shown);
+        message_from_address(n->cfg.smtp_from, from, sizeof from);
+        char *msg =
+            message_email(&n->cfg, email, subject, text, j->attempt_id, j->mid, sizeof j->mid);
+        const char *const to[] = {email, NULL};
+        mc_fetch_smtp(n->fetch, n->cfg.smtp_url, from, to, msg, timeout, on_sent, j);
+        free(msg);
+    } else {
+        char e164[32];
+        snprintf(j->shown, sizeof j->shown, "%s", phone);
+        if (message_phone_e164(phone, e164, sizeof e164) != MC_OK) {
+            record(j, OUT_PERM, 0, NULL, "the phone number is not a Vietnamese or E.164 number");
+        } else if (j->ch == CH_SMS) {
+            char *ref = mc_sprintf("notify-%lld", j->attempt_id);
+            json_t *b = json_pack("{s:s, s:s, s:s}", "to", e164, "text", text, "ref", ref);
+            char *body = json_dumps(b, JSON_COMPACT);
+            char *auth = mc_sprintf("Authorization: Bearer %s", n->cfg.sms_token);
+            const char *const h[] = {auth, "Content-Type: application/json", NULL};
+            mc_fetch_http(n->fetch, "POST", n->cfg.sms_url, h, body, strlen(body), timeout, on_sent,
+                          j);
+            free(auth);
+            free(body);
+            free(ref);
+            json_decref(b);
+        } else {
+            json_t *b = json_pack("{s:{s:s}, s:{s:s}}", "recipient", "phone", e164, "message",
+                                  "text", text);
+            char *body = json_dumps(b, JSON_COMPACT);
+            char *tok = mc_sprintf("access_token: %s", n->cfg.chat_token);
+            const char *const h[] = {tok, "Content-Type: application/json", NULL};
+            mc_fetch_http(n->fetch, "POST", n->cfg.chat_url, h, body, strlen(body), timeout,
+                          on_sent, j);
+            free(tok);
+            free(body);
+            json_decref(b);
+        }
+    }
+    free(subject);
+    free(text);
+}
+
+/* ------------------------------------------------------------------ claim */
+
+static const char claim_sql[] =
+    "WITH c AS (SELECT id FROM notify.notifications"
+    "   WHERE state = 'pending' AND next_at <= now() AND channels[chan_idx] = $1"
+    "   ORDER BY next_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    " u AS (UPDATE notify.notifications n SET state = 'sending', attempts = n.attempts + 1,"
+    "   tries = n.tries + 1, channel = $1, updated_at = now(),"
+    "   lease_until = now() + $3::bigint * interval '1 millisecond'"
+    "   FROM c WHERE n.id = c.id"
+    "   RETURNING n.id, n.code, n.event, n.email, n.phone, n.params, n.tries, n.chan_idx,"
+    "     cardinality(n.channels) AS nchannels),"
+    " a AS (INSERT INTO notify.attempts (notification_id, channel, recipient)"
+    "   SELECT id, $1, CASE WHEN $1 = 'email' THEN email ELSE phone END FROM u"
+    "   RETURNING id, notification_id)"
+    " SELECT u.id, a.id, u.code, u.event, u.email, u.phone, u.params::text, u.tries,"
+    "   u.chan_idx, u.nchannels FROM u JOIN a ON a.notification_id = u.id ORDER BY u.id";
+
+static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    claim_t *c = arg;
+    notify_t *n = c->n;
+    int ch = c->ch;
+    free(c);
+    if (status != MC_OK) {
+        mc_warn("notify: claim on %s failed: %s", channel_names[ch],
+                res ? PQresultErrorMessage(res) : mc_strerror(status));
+        n->claiming = 0;
+        maybe_finalize(n);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        job_t *j = mc_new(job_t);
+        j->n = n;
+        j->ch = (channel_t)ch;
+        j->id = atoll(PQgetvalue(res, i, 0));
+        j->attempt_id = atoll(PQgetvalue(res, i, 1));
+        snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, i, 2));
+        snprintf(j->event, sizeof j->event, "%s", PQgetvalue(res, i, 3));
+        j->tries = atoi(PQgetvalue(res, i, 7));
+        j->chan_idx = atoi(PQgetvalue(res, i, 8));
+        j->nchannels = atoi(PQgetvalue(res, i, 9));
+        n->tokens[ch] -= 1.0;
+        n->inflight++;
+        if (!n->fetch) { /* closed meanwhile: the lease will mark it unknown */
+            job_end(j);
+            continue;
+        }
+        send_job(j, PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
+    }
+    claim_next(n, ch + 1);
+}
+
+static void claim_next(notify_t *n, int ch)
+{
+    mc_db_t *db = db_of(n);
+    for (; ch < CH_COUNT && db && !n->stopping; ch++) {
+        long limit = (long)n->tokens[ch];
+        if (limit > n->cfg.batch)
+            limit = n->cfg.batch;
+        if (limit < 1)
+            continue;
+        claim_t *c = mc_new(claim_t);
+        c->n = n;
+        c->ch = ch;
+        mc_db_params_t p = {0};
+        mc_db_param_text(&p, channel_names[ch]);
+        mc_db_param_int(&p, limit);
+        mc_db_param_int(&p, n->cfg.lease_ms);
+        mc_db_exec(db, claim_sql, &p, 0, on_claimed, c);
+        return;
+    }
+    n->claiming = 0;
+    maybe_finalize(n);
+}
+
+/* Attempts whose lease ran out were interrupted (crash, SIGKILL, lost result):
+ * never resent, marked for an operator. */
+static void on_swept(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    notify_t *n = arg;
+    if (status != MC_OK) {
+        mc_warn("notify: sweep failed: %s", res ? PQresultErrorMessage(res) : mc_strerror(status));
+        n->claiming = 0;
+        maybe_finalize(n);
+        return;
+    }
+    long swept = atol(PQgetvalue(res, 0, 0));
+    if (swept > 0)
+        mc_warn("notify: %ld notification(s) interrupted while sending marked unknown; "
+                "they are not resent (see docs/notifications.md)",
+                swept);
+    claim_next(n, 0);
+}
+
+static void tick(mc_service_t *svc)
+{
+    notify_t *n = notify_of(svc);
+    if (n->stopping || n->claiming || !db_of(n))
+        return;
+    uint64_t now = mc_now_ms();
+    double dt = (double)(now - n->refilled_ms) / 1000.0;
+    n->refilled_ms = now;
+    for (int i = 0; i < CH_COUNT; i++) {
+        double cap = (double)n->cfg.rate[i];
+        n->tokens[i] += dt * cap;
+        if (n->tokens[i] > cap)
+            n->tokens[i] = cap;
+    }
+    n->claiming = 1;
+    mc_db_exec(db_of(n),
+               "WITH s AS (UPDATE notify.notifications SET state = 'unknown', lease_until = NULL,"
+               "   last_error = 'interrupted while sending: not resent; check with the provider',"
+               "   updated_at = now()"
+               "   WHERE state = 'sending' AND lease_until < now() RETURNING id),"
+               " a AS (UPDATE notify.attempts t SET state = 'unknown', finished_at = now(),"
+               "   error = 'interrupted while sending' FROM s"
+               "   WHERE t.notification_id = s.id AND t.state = 'sending' RETURNING t.id)"
+               " SELECT (SELECT count(*) FROM s) + 0 * (SELECT count(*) FROM a)",
+               NULL, 0, on_swept, n);
+}
+
+/* ------------------------------------------------------------------ stop */
+
+static void finalize(notify_t *n)
+{
+    if (!n->fetch && uv_is_closing((uv_handle_t *)&n->grace))
+        return;
+    mc_fetch_destroy(&n->fetch);
+    if (!uv_is_closing((uv_handle_t *)&n->grace)) {
+        uv_close((uv_handle_t *)&n->grace, NULL);
+        uv_close((uv_handle_t *)&n->sigterm, NULL);
+        uv_close((uv_handle_t *)&n->sigint, NULL);
+    }
+}
+
+static void maybe_finalize(notify_t *n)
+{
+    if (n->stopping && !n->claiming && n->inflight == 0)
+        finalize(n);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    notify_t *n = t->data;
+    mc_warn("notify: %d send(s) still in flight after %d ms; left to the lease", n->inflight,
+            GRACE_MS);
+    finalize(n);
+}
+
+static void on_stop(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    notify_t *n = s->data;
+    if (n->stopping)
+        return;
+    n->stopping = 1;
+    uv_timer_start(&n->grace, on_grace, GRACE_MS, 0);
+    maybe_finalize(n);
+}
+
+void deliver_start(notify_t *n)
+{
+    uv_loop_t *loop = mc_service_loop(n->svc);
+    n->fetch = mc_fetch_new(loop);
+    n->refilled_ms = mc_now_ms();
+    for (int i = 0; i < CH_COUNT; i++)
+        n->tokens[i] = (double)n->cfg.rate[i];
+    uv_timer_init(loop, &n->grace);
+    n->grace.data = n;
+    /* The service stops on these too; libuv tells every watcher of a signal. */
+    uv_signal_init(loop, &n->sigterm);
+    uv_signal_init(loop, &n->sigint);
+    n->sigterm.data = n->sigint.data = n;
+    uv_signal_start(&n->sigterm, on_stop, SIGTERM);
+    uv_signal_start(&n->sigint, on_stop, SIGINT);
+    mc_service_every(n->svc, (uint64_t)n->cfg.tick_ms, tick);
+}
+
+void deliver_close(notify_t *n)
+{
+    mc_fetch_destroy(&n->fetch); /* normally done at the stop already */
+}
