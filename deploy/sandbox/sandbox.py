@@ -48,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bank_gateway  # noqa: E402
+import carrier  # noqa: E402
 import chat_webhook  # noqa: E402
 import sms_gateway  # noqa: E402
 import smtp_sink  # noqa: E402
@@ -65,6 +66,7 @@ STANDINS = (
     (sms_gateway, "SmsGateway", ("/sms", "/control/sms")),
     (chat_webhook, "ChatWebhook", ("/chat", "/control/chat")),
     (bank_gateway, "BankGateway", ("/vnpay",)),
+    (carrier, "Carrier", ("/carrier", "/control/carrier")),
 )
 
 # Configuration: environment variable, command-line flag, default, help.

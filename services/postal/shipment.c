@@ -1,7 +1,7 @@
 /* shipment.c: a result that goes back by post becomes a shipment request, once per
- * dossier, in the bus's inbox transaction. Creating the shipment with the carrier's API
- * and following its tracking webhooks come with the postal issue; results returned at
- * the counter or online need nothing here. */
+ * dossier, in the bus's inbox transaction (state 'requested'); the carrier worker
+ * (carrier.c) creates it with the carrier's API. Results returned at the counter or
+ * online need nothing here. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,9 +38,11 @@ void shipment_request(mc_bus_msg_t *msg, void *arg)
     mc_db_param_text(&p, r->delivery_address);
     mc_db_param_text(&p, text);
     mc_db_param_int(&p, r->cod_amount_vnd);
+    mc_db_param_text(&p, r->procedure_name);
     mc_db_query(mc_bus_msg_conn(msg),
-                "INSERT INTO postal.shipments (code, delivery_address, recipient, cod_amount_vnd)"
-                " VALUES ($1, $2, $3::jsonb, $4::bigint) ON CONFLICT (code) DO NOTHING",
+                "INSERT INTO postal.shipments (code, delivery_address, recipient, cod_amount_vnd,"
+                " procedure_name) VALUES ($1, $2, $3::jsonb, $4::bigint, $5)"
+                " ON CONFLICT (code) DO NOTHING",
                 &p, 0, on_recorded, msg);
     free(text);
 }

@@ -316,11 +316,20 @@ static int decide(act_t *a)
         ch->states[ch->nstates++] = then;
         a->due_ms = deadline_due(svc, now, json_number_value(json_object_get(c, "days")),
                                  json_string_value(json_object_get(c, "cutoff")));
+        ch->notify = "received";
         if (online_fee) {
+            /* The applicant is told what to pay and where (payment's pay link). */
             a->pause = "set";
             a->pause_kind = "payment";
+            ch->notify = "payment_due";
+            const char *base = getenv("MOTCUA_PAYMENT_PUBLIC_URL");
+            char link[512], amount[32];
+            snprintf(link, sizeof link, "%s/v1/payments/pay/%s",
+                     base && *base ? base : "http://127.0.0.1:8083", a->code);
+            snprintf(amount, sizeof amount, "%lld", (long long)jint(c, "fee"));
+            json_object_set_new(a->params, "link", json_string(link));
+            json_object_set_new(a->params, "amount", json_string(amount));
         }
-        ch->notify = "received";
         break;
     }
     case MC_ACT_REJECT:

@@ -80,6 +80,9 @@ static void decide_paid(ext_t *e, mc_state_t state)
     snprintf(e->note, sizeof e->note, "fee paid online: %lld VND, order %s",
              (long long)p->amount_vnd, p->order_id);
     e->ch.notify = "payment_confirmed";
+    char amount[32];
+    snprintf(amount, sizeof amount, "%lld", (long long)p->amount_vnd);
+    json_object_set_new(e->params, "amount", json_string(amount));
     apply(e, state, MC_ACT_PAYMENT_SETTLED);
     if (e->ch.states[0] == state)
         return;

@@ -99,7 +99,7 @@ class ReportsTest(unittest.TestCase):
         harness.wait_for(lambda: "payment_confirmed" in self.pg.sql(
             "SELECT string_agg(event, ',') FROM notify.notifications WHERE code = '%s'" % code,
             self.db), what="payment_confirmed notification")
-        self.assertIn("received", notes)
+        self.assertIn("payment_due", notes)  # received online with a fee owed: pay first
         # The same report again (a new message id, as a resent IPN would give): recorded,
         # nothing changes.
         self.report(25, paid, code, "payment", "PaymentSettled")

@@ -1,0 +1,283 @@
+"""carrier.py: a stand-in for the postal carrier's API (VNPost style JSON), for postal.
+
+API (what postal is written against, docs/postal.md):
+    POST /carrier/shipments   Authorization: Bearer MOTCUA_CARRIER_TOKEN
+        {"reference", "sender": {...}, "receiver": {"name", "phone", "address"},
+         "parcel": {"weight_g", "content"}, "cod_amount"}
+        creates a shipment and answers 201 {"tracking_number", "fee", "reference"}.
+        Idempotent by reference: the same reference answers 200 with the shipment
+        already made (so a client that crashed before recording it never makes two).
+        503 while the outage switch says "down"; "slow" waits delay_ms first.
+    GET  /carrier/shipments[?reference=]   the shipments made, oldest first
+    DELETE /carrier/shipments              forget them
+    POST /carrier/advance  {"tracking_number", "status", "final"?, "attempt"?, "reason"?,
+                            "sign"?: "bad", "timestamp"?: N}   (GET with a query too)
+        moves a shipment and calls postal's webhook (MOTCUA_CARRIER_WEBHOOK_URL),
+        signed: X-Timestamp (Unix seconds) and X-Signature = hex HMAC-SHA256 under
+        MOTCUA_CARRIER_WEBHOOK_SECRET over "<timestamp>.<raw body>". Answers with
+        the webhook's status and answer. sign=bad forges the signature; timestamp
+        sends another time (to test staleness).
+    GET  /control/carrier     outage switch and counters
+    POST /control/carrier     {"mode": "ok" | "down" | "slow", "delay_ms": N}
+
+Design: handlers run on the HTTP server's threads (a slow create sleeps on its own);
+shipments are kept in memory under a lock and in the journal, which a restarted
+sandbox loads back.
+"""
+
+import hashlib
+import hmac
+import html
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEFAULT_TOKEN = "sandbox-carrier-token"
+DEFAULT_SECRET = "sandbox-carrier-webhook-secret"
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8084/v1/postal/webhook"
+DEFAULT_DELAY_MS = 5000
+MAX_DELAY_MS = 120000
+STATUSES = ("picked_up", "in_transit", "delivered", "failed_attempt", "returned_to_sender")
+
+
+def _error(code, message, field=None):
+    err = {"code": code, "message": message}
+    if field:
+        err["field"] = field
+    return {"error": err}
+
+
+def sign(secret, timestamp, body):
+    return hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
+                    hashlib.sha256).hexdigest()
+
+
+def validate(body):
+    """(field, message) of the first problem, or None."""
+    if not isinstance(body, dict):
+        return "body", "a JSON object is required"
+    ref = body.get("reference")
+    if not isinstance(ref, str) or not 0 < len(ref) <= 80:
+        return "reference", "reference is required"
+    rc = body.get("receiver")
+    if not isinstance(rc, dict):
+        return "receiver", "receiver is required"
+    for k in ("name", "address"):
+        if not isinstance(rc.get(k), str) or not rc.get(k).strip():
+            return "receiver." + k, "receiver.%s is required" % k
+    parcel = body.get("parcel")
+    if not isinstance(parcel, dict) or not isinstance(parcel.get("weight_g"), int) \
+            or parcel["weight_g"] <= 0:
+        return "parcel.weight_g", "parcel.weight_g must be a positive integer"
+    cod = body.get("cod_amount", 0)
+    if isinstance(cod, bool) or not isinstance(cod, int) or cod < 0:
+        return "cod_amount", "cod_amount must be a non-negative integer"
+    return None
+
+
+class Carrier:
+    name = "carrier"
+    title = "Postal carrier (VNPost style)"
+    MODES = ("ok", "down", "slow")
+    ENDPOINTS = (
+        "POST   /carrier/shipments     create a shipment (Bearer token; idempotent by reference)",
+        "GET    /carrier/shipments     shipments made, oldest first (?reference=)",
+        "DELETE /carrier/shipments     forget them",
+        "POST   /carrier/advance       {tracking_number,status,final?,attempt?}: signed webhook",
+        "GET    /control/carrier       outage switch and counters",
+        "POST   /control/carrier       {\"mode\":\"ok\"|\"down\"|\"slow\",\"delay_ms\":N}",
+    )
+
+    def __init__(self, ctx):
+        self.log = ctx.log
+        self.token = os.environ.get("MOTCUA_CARRIER_TOKEN", DEFAULT_TOKEN)
+        self.secret = os.environ.get("MOTCUA_CARRIER_WEBHOOK_SECRET", DEFAULT_SECRET)
+        self.webhook_url = os.environ.get("MOTCUA_CARRIER_WEBHOOK_URL", DEFAULT_WEBHOOK_URL)
+        self.journal = ctx.journal(self.name)
+        self.lock = threading.Lock()
+        self.mode = "ok"
+        self.delay_ms = DEFAULT_DELAY_MS
+        self.counters = {"attempts": 0, "created": 0, "repeated": 0, "rejected": 0}
+        self.shipments = {}  # reference -> shipment
+        for rec in self.journal.list():  # a restarted sandbox still knows its shipments
+            if rec.get("kind") == "shipment":
+                self.shipments[rec["reference"]] = rec
+        self.routes = {
+            ("POST", "/carrier/shipments"): self.create,
+            ("GET", "/carrier/shipments"): self.list,
+            ("DELETE", "/carrier/shipments"): self.clear,
+            ("POST", "/carrier/advance"): self.advance,
+            ("GET", "/carrier/advance"): self.advance,
+            ("GET", "/control/carrier"): self.control_get,
+            ("POST", "/control/carrier"): self.control_set,
+        }
+
+    def describe(self):
+        return {"carrier_webhook": self.webhook_url}
+
+    def handle(self, req):
+        path = req.path.rstrip("/") or "/"
+        fn = self.routes.get((req.method, path))
+        if fn is not None:
+            return fn(req)
+        allowed = sorted(m for m, p in self.routes if p == path)
+        if allowed:
+            return 405, _error("method_not_allowed", "use " + " or ".join(allowed)), \
+                {"Allow": ", ".join(allowed)}
+        return 404, _error("not_found", "no such carrier endpoint %s" % req.path)
+
+    # ---- the shipments API ----
+    def create(self, req):
+        with self.lock:
+            self.counters["attempts"] += 1
+            mode, delay_ms = self.mode, self.delay_ms
+        if mode == "down":
+            return self.reject(503, _error("unavailable", "carrier is down (sandbox outage switch)"),
+                               {"Retry-After": "1"})
+        if mode == "slow":
+            time.sleep(delay_ms / 1000.0)
+        auth = req.headers.get("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                 self.token.encode()):
+            return self.reject(401, _error("unauthorized", "missing or wrong bearer token"),
+                               {"WWW-Authenticate": 'Bearer realm="carrier"'})
+        try:
+            body = req.json()
+        except (ValueError, UnicodeDecodeError) as e:
+            return self.reject(400, _error("bad_json", "body is not UTF-8 JSON: %s" % e))
+        problem = validate(body)
+        if problem:
+            return self.reject(400, _error("invalid", problem[1], problem[0]))
+        ref = body["reference"]
+        with self.lock:
+            old = self.shipments.get(ref)
+            if old is not None:
+                self.counters["repeated"] += 1
+                return 200, {"tracking_number": old["tracking_number"], "fee": old["fee"],
+                             "reference": ref}
+            n = len(self.shipments) + 1
+            tracking = "EB%09dVN" % (int(time.time()) % 100000 * 10000 + n)
+            fee = 25000 + 5000 * (body["parcel"]["weight_g"] // 500)
+            rec = self.journal.append({"kind": "shipment", "reference": ref,
+                                       "tracking_number": tracking, "fee": fee,
+                                       "status": "created", "request": body})
+            self.shipments[ref] = rec
+            self.counters["created"] += 1
+        self.log("info", "carrier: shipment created", dossier=ref, tracking=tracking, fee=fee)
+        return 201, {"tracking_number": tracking, "fee": fee, "reference": ref}
+
+    def reject(self, status, body, headers=None):
+        with self.lock:
+            self.counters["rejected"] += 1
+        self.log("info", "carrier: create rejected", status=status, reason=body["error"]["message"])
+        return status, body, headers or {}
+
+    def list(self, req):
+        ref = req.query.get("reference", [None])[0]
+        with self.lock:
+            items = [dict(s) for s in self.shipments.values()]
+        if ref:
+            items = [s for s in items if s["reference"] == ref]
+        return 200, {"shipments": items}
+
+    def clear(self, req):
+        with self.lock:
+            self.shipments.clear()
+        return 200, {"deleted": self.journal.clear()}
+
+    # ---- tracking events: the webhook postal receives ----
+    def advance(self, req):
+        fields = {k: v[0] for k, v in req.query.items()}
+        if req.method == "POST" and req.body:
+            try:
+                body = req.json()
+            except (ValueError, UnicodeDecodeError) as e:
+                return 400, _error("bad_json", "body is not UTF-8 JSON: %s" % e)
+            if not isinstance(body, dict):
+                return 400, _error("bad_json", "a JSON object is required")
+            fields.update(body)
+        tracking, status = fields.get("tracking_number"), fields.get("status")
+        if status not in STATUSES:
+            return 400, _error("invalid", "status must be one of " + "|".join(STATUSES), "status")
+        with self.lock:
+            ship = next((s for s in self.shipments.values()
+                         if s["tracking_number"] == tracking), None)
+        final = fields.get("final", False)
+        if isinstance(final, str):
+            final = final.lower() in ("1", "true", "yes")
+        try:
+            attempt = int(fields.get("attempt", 1))
+            ts = int(fields.get("timestamp", int(time.time())))
+        except (TypeError, ValueError):
+            return 400, _error("invalid", "attempt and timestamp are integers")
+        event = {"tracking_number": tracking, "status": status, "attempt": attempt,
+                 "final": bool(final), "reason": str(fields.get("reason", "")),
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        raw = json.dumps(event, ensure_ascii=False).encode("utf-8")
+        sig = sign(self.secret, ts, raw)
+        if fields.get("sign") == "bad":
+            sig = sig[:-4] + ("0000" if not sig.endswith("0000") else "1111")
+        answer, code = self._post(raw, ts, sig)
+        if ship is not None and code == 200:
+            with self.lock:
+                ship["status"] = status
+        self.journal.append({"kind": "webhook", "event": event, "http_status": code,
+                             "answer": answer})
+        self.log("info", "carrier: webhook sent", tracking=tracking, status=status, http=code)
+        return 200, {"webhook_status": code, "answer": answer, "event": event}
+
+    def _post(self, raw, ts, sig):
+        r = urllib.request.Request(self.webhook_url, data=raw, method="POST", headers={
+            "Content-Type": "application/json", "X-Timestamp": str(ts), "X-Signature": sig})
+        try:
+            with urllib.request.urlopen(r, timeout=30) as resp:
+                text, code = resp.read().decode("utf-8", "replace"), resp.status
+        except urllib.error.HTTPError as e:
+            text, code = e.read().decode("utf-8", "replace"), e.code
+        except OSError as e:
+            return str(e), 0
+        try:
+            return json.loads(text), code
+        except ValueError:
+            return text, code
+
+    # ---- outage switch ----
+    def control_get(self, req):
+        with self.lock:
+            return 200, dict(mode=self.mode, delay_ms=self.delay_ms, **self.counters)
+
+    def control_set(self, req):
+        try:
+            body = req.json()
+        except (ValueError, UnicodeDecodeError) as e:
+            return 400, _error("bad_json", "body is not UTF-8 JSON: %s" % e)
+        if not isinstance(body, dict) or body.get("mode") not in self.MODES:
+            return 400, _error("invalid", "mode must be one of " + "|".join(self.MODES), "mode")
+        delay = body.get("delay_ms", DEFAULT_DELAY_MS)
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY_MS:
+            return 400, _error("invalid", "delay_ms must be an integer 0..%d" % MAX_DELAY_MS,
+                               "delay_ms")
+        with self.lock:
+            self.mode, self.delay_ms = body["mode"], delay
+            state = dict(mode=self.mode, delay_ms=self.delay_ms, **self.counters)
+        self.log("info", "carrier mode", mode=state["mode"], delay_ms=delay)
+        return 200, state
+
+    def html(self):
+        with self.lock:
+            items = list(self.shipments.values())[-50:]
+            head = "<p>Mode: <b>%s</b>; created %d, repeated %d, rejected %d.</p>" % (
+                html.escape(self.mode), self.counters["created"], self.counters["repeated"],
+                self.counters["rejected"])
+        if not items:
+            return head + "<p class=\"muted\">No shipments yet.</p>"
+        rows = "".join("<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+            html.escape(s["reference"]), html.escape(s["tracking_number"]),
+            html.escape(s.get("status", ""))) for s in reversed(items))
+        return head + "<table><tr><th>reference</th><th>tracking</th><th>status</th></tr>%s" \
+                      "</table>" % rows
