@@ -322,12 +322,10 @@ static int decide(act_t *a)
             a->pause = "set";
             a->pause_kind = "payment";
             ch->notify = "payment_due";
-            const char *base = getenv("MOTCUA_PAYMENT_PUBLIC_URL");
             char link[512], amount[32];
-            snprintf(link, sizeof link, "%s/v1/payments/pay/%s",
-                     base && *base ? base : "http://127.0.0.1:8083", a->code);
+            change_pay_link(a->code, link, sizeof link);
             snprintf(amount, sizeof amount, "%lld", (long long)jint(c, "fee"));
-            json_object_set_new(a->params, "link", json_string(link));
+            json_object_set_new(a->params, "pay_link", json_string(link));
             json_object_set_new(a->params, "amount", json_string(amount));
         }
         break;

@@ -1,6 +1,7 @@
 /* change.c: the envelopes every change of a case emits — one DossierStatusChanged per
  * state passed through (intake keeps the public view, interconnect and others follow),
  * and the applicant's notification. Written in the same transaction as the change. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,4 +126,11 @@ void change_write(mc_db_conn_t *conn, const change_t *ch, const change_rows_t *r
     mc_db_param_text(&p, tos);
     mc_db_param_text(&p, ch->actor);
     mc_db_query(conn, sql, &p, 0, fn, arg);
+}
+
+void change_pay_link(const char *code, char *out, size_t len)
+{
+    const char *base = getenv("MOTCUA_PAYMENT_PUBLIC_URL");
+    snprintf(out, len, "%s/v1/payments/pay/%s", base && *base ? base : "http://127.0.0.1:8083",
+             code);
 }

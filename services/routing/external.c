@@ -97,6 +97,32 @@ static void decide_paid(ext_t *e, mc_state_t state)
     e->rows.pause = "clear";
 }
 
+/* Why a payment failed, for the applicant: the gateway's response codes (DOMAIN.md). */
+static const char *payment_reason(const Motcua__V1__PaymentFailed *p)
+{
+    static const struct {
+        const char *code, *text;
+    } reasons[] = {
+        {"07", "giao dịch bị nghi ngờ gian lận"},
+        {"09", "thẻ/tài khoản chưa đăng ký dịch vụ ngân hàng trực tuyến"},
+        {"10", "xác thực thông tin thẻ/tài khoản không đúng quá 3 lần"},
+        {"11", "đã hết thời gian chờ thanh toán"},
+        {"12", "thẻ/tài khoản bị khóa"},
+        {"13", "nhập sai mật khẩu xác thực giao dịch (OTP)"},
+        {"24", "Quý ông/bà đã hủy giao dịch"},
+        {"51", "tài khoản không đủ số dư"},
+        {"65", "tài khoản đã vượt quá hạn mức giao dịch trong ngày"},
+        {"75", "ngân hàng thanh toán đang bảo trì"},
+        {"79", "nhập sai mật khẩu thanh toán quá số lần quy định"},
+    };
+    if (strcmp(p->reason, "expired") == 0)
+        return "đơn thanh toán đã hết hạn";
+    for (size_t i = 0; i < MC_COUNT(reasons); i++)
+        if (strcmp(p->response_code, reasons[i].code) == 0)
+            return reasons[i].text;
+    return "giao dịch không thành công";
+}
+
 static void decide_payment_failed(ext_t *e, mc_state_t state)
 {
     const Motcua__V1__PaymentFailed *p = mc_bus_msg_envelope(e->msg)->payment_failed;
@@ -104,6 +130,14 @@ static void decide_payment_failed(ext_t *e, mc_state_t state)
              p->response_code[0] ? ", gateway code " : "", p->response_code);
     e->ch.notify =
         state == MOTCUA__V1__DOSSIER_STATE__STATE_AWAITING_PAYMENT ? "payment_failed" : NULL;
+    /* The applicant reads the reason in Vietnamese, the amount and where to pay again. */
+    char amount[32], link[512];
+    snprintf(amount, sizeof amount, "%lld",
+             (long long)json_integer_value(json_object_get(e->c, "fee")));
+    change_pay_link(e->ch.code, link, sizeof link);
+    json_object_set_new(e->params, "reason", json_string(payment_reason(p)));
+    json_object_set_new(e->params, "amount", json_string(amount));
+    json_object_set_new(e->params, "pay_link", json_string(link));
     e->ch.states[0] = state;
     e->ch.nstates = 1;
 }
@@ -186,6 +220,9 @@ static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     json_object_set_new(e->params, "note", json_string(e->note));
     ch->due_ms =
         e->rows.due_ms > 0 ? e->rows.due_ms : json_integer_value(json_object_get(e->c, "due_ms"));
+    char due[MC_CALENDAR_ISO_LEN];
+    if (ch->notify && ch->due_ms > 0 && mc_calendar_iso8601(ch->due_ms, due) == MC_OK)
+        json_object_set_new(e->params, "due_at", json_string(due));
     change_write(conn, ch, &e->rows, on_written, e);
 }
 
@@ -206,7 +243,7 @@ void case_report(mc_bus_msg_t *msg, void *arg)
     static const char *sql =
         "WITH c AS (SELECT * FROM routing.cases WHERE code = $1 FOR UPDATE)"
         " SELECT json_build_object('state', c.state, 'step', c.step_index,"
-        "  'procedure_name', c.procedure_name, 'applicant', c.applicant,"
+        "  'procedure_name', c.procedure_name, 'applicant', c.applicant, 'fee', c.fee,"
         "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
         "  'step_name', s.name, 'step_agency', s.agency_code)"
         " FROM c LEFT JOIN routing.case_steps s ON s.code = c.code AND s.idx = c.step_index";

@@ -52,6 +52,9 @@ typedef struct {
  * NotificationRequested, if any, to ob. */
 void change_emit(mc_outbox_t *ob, const change_t *ch);
 
+/* The applicant's link to pay a dossier's fee (payment's pay endpoint). */
+void change_pay_link(const char *code, char *out, size_t len);
+
 /* How a change moves the case's rows (see change_write). */
 typedef struct {
     int step, new_step;      /* the step in charge before and after */
