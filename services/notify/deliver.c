@@ -9,12 +9,12 @@
  * handed to the provider through mc_fetch; the provider's answer is recorded in one
  * statement (attempt and notification together).
  *
- * At most once. A unique index allows one attempt per notification and channel that
- * is not 'failed', and 'failed' is written only when the provider surely took
- * nothing (connection refused, HTTP 429/5xx/4xx, SMTP 4xx/5xx). Anything ambiguous
- * (a timeout after connecting, a connection cut mid-exchange, a crash or SIGKILL
- * between claim and record) leaves the attempt 'sending'; the sweep turns attempts
- * whose lease ran out into 'unknown', and the notification with them, for an
+ * At most once. A unique index allows one attempt per notification, channel and
+ * round that is not 'failed' (a new round is only ever an operator's retry, retry.c),
+ * and 'failed' is written only when the provider surely took nothing (connection refused, HTTP
+ * 429/5xx/4xx, SMTP 4xx/5xx). Anything ambiguous (a timeout after connecting, a connection cut
+ * mid-exchange, a crash or SIGKILL between claim and record) leaves the attempt 'sending'; the
+ * sweep turns attempts whose lease ran out into 'unknown', and the notification with them, for an
  * operator to check with the provider. They are never resent automatically: a
  * citizen gets no message twice, at the price of an occasional message that an
  * operator must confirm. The lease (MOTCUA_NOTIFY_LEASE_MS) is longer than any send
@@ -273,9 +273,9 @@ static const char claim_sql[] =
     "   lease_until = now() + $3::bigint * interval '1 millisecond'"
     "   FROM c WHERE n.id = c.id"
     "   RETURNING n.id, n.code, n.event, n.email, n.phone, n.params, n.tries, n.chan_idx,"
-    "     cardinality(n.channels) AS nchannels),"
-    " a AS (INSERT INTO notify.attempts (notification_id, channel, recipient)"
-    "   SELECT id, $1, CASE WHEN $1 = 'email' THEN email ELSE phone END FROM u"
+    "     cardinality(n.channels) AS nchannels, n.round),"
+    " a AS (INSERT INTO notify.attempts (notification_id, channel, recipient, round)"
+    "   SELECT id, $1, CASE WHEN $1 = 'email' THEN email ELSE phone END, round FROM u"
     "   RETURNING id, notification_id)"
     " SELECT u.id, a.id, u.code, u.event, u.email, u.phone, u.params::text, u.tries,"
     "   u.chan_idx, u.nchannels FROM u JOIN a ON a.notification_id = u.id ORDER BY u.id";

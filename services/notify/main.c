@@ -1,8 +1,10 @@
 /* motcua-notify: templates and e-mail / SMS / chat-app notifications to applicants.
  * Each NotificationRequested is kept once (request.c); a worker (deliver.c) sends it
- * through the applicant's channels in order, with retries, rate limits and fallback;
- * the SMS gateway reports delivery by signed callback (receipt.c). Templates are read
- * once at start (template.c): restart the service to change them. */
+ * through the applicant's channels in order (preference.c: the applicant's choice),
+ * with retries, rate limits and fallback; an operator may send what failed for one
+ * more round (retry.c); the SMS gateway reports delivery by signed callback
+ * (receipt.c). Templates are read once at start (template.c): restart the service to
+ * change them. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,6 +18,9 @@ extern const int mc_sql_notify_count;
 static const mc_route_t routes[] = {
     {"GET", "/v1/notifications", notification_list},
     {"POST", "/v1/notifications/receipt", receipt_receive},
+    {"GET", "/v1/notifications/preferences", preferences_get},
+    {"PUT", "/v1/notifications/preferences", preferences_put},
+    {"POST", "/v1/notifications/{id}/retry", notification_retry},
     {"GET", "/v1/templates", templates_list},
     {"GET", "/v1/templates/{id}/preview", template_preview},
 };

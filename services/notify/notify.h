@@ -64,8 +64,40 @@ static inline notify_t *notify_of(void *svc)
 /* ---- request.c ---- */
 /* NotificationRequested: keep the request with its order of channels. */
 void notification_record(mc_bus_msg_t *msg, void *arg);
-/* GET /v1/notifications?dossier=CODE: with channel, attempts and state. */
+/* GET /v1/notifications?dossier=CODE (officer, operator), or ?state=failed&limit&offset
+ * (operator): with channel, attempts, state and history. */
 void notification_list(mc_http_req_t *req, void *arg);
+
+/* ---- retry.c ---- */
+/* POST /v1/notifications/{id}/retry (operator): a failed or unknown notification gets
+ * one more round of its channels. */
+void notification_retry(mc_http_req_t *req, void *arg);
+
+/* ---- preference.c ---- */
+/* One contact's preferences: channels in order (n of them) and the opted-out ones. */
+typedef struct {
+    int set; /* 0: no preferences */
+    int n;
+    channel_t order[CH_COUNT];
+    unsigned opt_out; /* bits 1 << channel_t */
+} channel_pref_t;
+/* The key of a contact: a phone number in E.164 form, an e-mail address lower-cased.
+ * MC_EINVAL if it is not one. */
+int contact_phone(const char *phone, char *out, size_t outlen);
+int contact_email(const char *email, char *out, size_t outlen);
+/* Comma-separated channel names (as array_to_string prints them) into *pref;
+ * MC_EINVAL on an unknown name. */
+int preference_parse(const char *channels, const char *opt_out, channel_pref_t *pref);
+/* The channels of one notification, as a PostgreSQL array literal ("{sms,email}"):
+ * the requested order ("sms,email") if any, else the phone's preferences, else the
+ * e-mail's, else e-mail, SMS, chat; without channels either contact opted out of
+ * and channels without an address. phone and email may be NULL. */
+void channels_choose(const char *requested, const channel_pref_t *phone,
+                     const channel_pref_t *email, int has_email, int has_phone, char *out,
+                     size_t outlen);
+/* PUT and GET /v1/notifications/preferences. */
+void preferences_put(mc_http_req_t *req, void *arg);
+void preferences_get(mc_http_req_t *req, void *arg);
 
 /* ---- template.c ---- */
 /* Read MOTCUA_DATA_DIR/templates/templates.json; NULL with the reason in err. */

@@ -6,7 +6,11 @@ Covered: e-mail for "received" (RFC 2047 subject decoded by Python's email parse
 due date in the body) and "supplement_requested" (the officer's note); SMS when
 there is no e-mail; template list and preview; signed delivery receipts (good, bad,
 stale, unknown); SMS gateway down -> retries -> chat; SMTP unreachable -> SMS;
-SIGKILL of notify in the middle of a batch and restart -> no message twice.
+SIGKILL of notify in the middle of a batch and restart -> no message twice;
+preferences per applicant (set through the API, keyed by the normalised phone or
+the lower-cased e-mail) change the channel used, opt-outs are respected, bad bodies,
+wrong scopes and missing keys are refused; the dead-letter list (state=failed,
+operator only) and an operator's retry that sends once when the channels are back.
 
 Run: cd tests/system && /usr/bin/python3 run.py test_notify"""
 import hashlib
@@ -75,6 +79,8 @@ class NotifyTest(unittest.TestCase):
             cls.officer = harness.create_api_key(cls.db, "officer-" + cls.agency, "officer",
                                                  cls.agency)["key"]
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
+            cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]
+            cls.integrator = harness.create_api_key(cls.db, "integrator", "integrator")["key"]
         except Exception:
             cls.stop_all()
             raise
@@ -166,6 +172,14 @@ class NotifyTest(unittest.TestCase):
         self.assertEqual(s.terminate(), 0, s.log())
         s.env = dict(self.env, **env)
         s.start()
+
+    def prefs_put(self, body, key=None):
+        return harness.http("PUT", self.notify.url("/v1/notifications/preferences"), body,
+                            bearer(key or self.portal))
+
+    def prefs_get(self, query, key=None):
+        return harness.http("GET", self.notify.url("/v1/notifications/preferences?" + query),
+                            headers=bearer(key or self.portal))
 
     def receipt(self, body, ts=None, secret=SECRET, sig=None):
         raw = json.dumps(body).encode()
@@ -335,6 +349,178 @@ class NotifyTest(unittest.TestCase):
             n = self.notifications(code)[0]
             self.assertEqual(len(n["history"]), 1, n)  # never attempted again
         self.assertGreaterEqual(states.count("sent"), 1)
+
+    def test_09_preferences_choose_the_channel(self):
+        # Phone only, written the national way: chat first, then SMS.
+        phone = new_phone()
+        status, r = self.prefs_put({"phone": phone, "channels": ["chat", "sms"]})
+        self.assertEqual(status, 200, r)
+        self.assertEqual(r["items"][0]["contact"], e164(phone))
+        self.assertEqual((r["items"][0]["kind"], r["items"][0]["channels"],
+                          r["items"][0]["opt_out"]), ("phone", ["chat", "sms"], []))
+        status, g = self.prefs_get("phone=%2B84" + phone[1:], key=self.officer)
+        self.assertEqual(status, 200, g)
+        self.assertEqual(g["channels"], ["chat", "sms"])
+        code = self.submit(None, phone)
+        n = self.wait_state(code, "received", ("sent", "failed"))
+        self.assertEqual((n["state"], n["channel"], n["channels"]), ("sent", "chat", ["chat", "sms"]),
+                         n)
+        # E-mail and phone, preferences on the e-mail only (given in capitals): SMS
+        # first, chat opted out.
+        email = "Lan.%s@Example.VN" % uuid.uuid4().hex[:8]
+        phone2 = new_phone()
+        status, r = self.prefs_put({"email": email, "channels": ["sms", "email"],
+                                    "opt_out": ["chat"]}, key=self.operator)
+        self.assertEqual(status, 200, r)
+        self.assertEqual(r["items"][0]["contact"], email.lower())
+        status, g = self.prefs_get("email=" + email.lower())
+        self.assertEqual((status, g["opt_out"]), (200, ["chat"]), g)
+        code2 = self.submit(email.lower(), phone2)
+        n2 = self.wait_state(code2, "received", ("sent", "failed"))
+        self.assertEqual((n2["channel"], n2["channels"]), ("sms", ["sms", "email"]), n2)
+        time.sleep(1)
+        self.assertEqual(len(self.sink("chat", phone=e164(phone))), 1)
+        self.assertEqual(self.sink("sms", to=e164(phone)), [])
+        self.assertEqual(len(self.sink("sms", to=e164(phone2))), 1)
+        self.assertEqual(self.mails(email.lower(), code2), [])
+        self.assertEqual(self.sink("chat", phone=e164(phone2)), [])
+
+    def test_10_opt_out_and_the_phone_wins(self):
+        email = "minh.%s@example.vn" % uuid.uuid4().hex[:8]
+        phone = new_phone()
+        # The e-mail's preferences would send an e-mail; the phone's win, and its
+        # opt-out of e-mail holds whatever the other contact says.
+        self.assertEqual(self.prefs_put({"email": email, "channels": ["email", "chat"]})[0], 200)
+        status, r = self.prefs_put({"phone": e164(phone), "channels": ["sms"],
+                                    "opt_out": ["email"]})
+        self.assertEqual(status, 200, r)
+        code = self.submit(email, phone)
+        n = self.wait_state(code, "received", ("sent", "failed"))
+        self.assertEqual((n["state"], n["channel"], n["channels"]), ("sent", "sms", ["sms"]), n)
+        # Both contacts at once; everything the applicant has opted out of.
+        email2 = "hoa.%s@example.vn" % uuid.uuid4().hex[:8]
+        phone2 = new_phone()
+        status, r = self.prefs_put({"phone": phone2, "email": email2, "channels": ["chat"],
+                                    "opt_out": ["email", "sms"]})
+        self.assertEqual(status, 200, r)
+        self.assertEqual([i["kind"] for i in r["items"]], ["phone", "email"])
+        # Updating replaces: now the applicant wants nothing but e-mail, which has no
+        # address here -> nothing to send on.
+        status, r = self.prefs_put({"phone": phone2, "channels": ["email"],
+                                    "opt_out": ["sms", "chat"]})
+        self.assertEqual(status, 200, r)
+        code2 = self.submit(None, phone2)
+        n2 = self.wait_state(code2, "received", ("sent", "failed"))
+        self.assertEqual((n2["state"], n2["channels"], n2["history"]), ("failed", [], []), n2)
+        time.sleep(1)
+        self.assertEqual(len(self.sink("sms", to=e164(phone))), 1)
+        self.assertEqual(self.mails(email, code), [])
+        self.assertEqual(self.sink("sms", to=e164(phone2)), [])
+        self.assertEqual(self.sink("chat", phone=e164(phone2)), [])
+        # Nothing to send on: a retry cannot help.
+        status, r = harness.http("POST", self.notify.url("/v1/notifications/%d/retry" % n2["id"]),
+                                 headers=bearer(self.operator))
+        self.assertEqual((status, r["error"]["code"]), (409, "conflict"), r)
+
+    def test_11_preferences_refused(self):
+        phone = new_phone()
+        bad = [
+            ({"channels": ["sms"]}, "phone"),
+            ({"phone": "12ab", "channels": ["sms"]}, "phone"),
+            ({"phone": 912345678, "channels": ["sms"]}, "phone"),
+            ({"email": "no-at-sign", "channels": ["sms"]}, "email"),
+            ({"email": "a b@example.vn", "channels": ["sms"]}, "email"),
+            ({"phone": phone}, "channels"),
+            ({"phone": phone, "channels": []}, "channels"),
+            ({"phone": phone, "channels": ["fax"]}, "channels"),
+            ({"phone": phone, "channels": ["sms", "sms"]}, "channels"),
+            ({"phone": phone, "channels": "sms"}, "channels"),
+            ({"phone": phone, "channels": ["sms"], "opt_out": ["sms"]}, "opt_out"),
+            ({"phone": phone, "channels": ["sms"], "opt_out": "chat"}, "opt_out"),
+            ({"phone": phone, "channels": ["sms"], "opt_out": ["pigeon"]}, "opt_out"),
+        ]
+        for body, field in bad:
+            status, r = self.prefs_put(body)
+            self.assertEqual(status, 400, (body, r))
+            self.assertEqual((r["error"]["code"], r["error"]["field"]), ("invalid", field), body)
+        status, r = harness.http("PUT", self.notify.url("/v1/notifications/preferences"),
+                                 b"not json", dict(bearer(self.portal),
+                                                   **{"Content-Type": "application/json"}))
+        self.assertEqual(status, 400, r)
+        self.assertEqual(self.prefs_get("phone=" + phone)[0], 404)  # nothing was stored
+        self.assertEqual(self.prefs_get("phone=abc")[0], 400)
+        self.assertEqual(self.prefs_get("")[0], 400)
+        self.assertEqual(self.prefs_get("phone=%s&email=a@example.vn" % phone)[0], 400)
+        good = {"phone": phone, "channels": ["sms"]}
+        self.assertEqual(self.prefs_put(good, key=self.integrator)[0], 403)
+        self.assertEqual(self.prefs_get("phone=" + phone, key=self.integrator)[0], 403)
+        url = self.notify.url("/v1/notifications/preferences")
+        self.assertEqual(harness.http("PUT", url, good)[0], 401)
+        self.assertEqual(harness.http("GET", url + "?phone=" + phone)[0], 401)
+        self.assertEqual(self.prefs_get("phone=" + phone)[0], 404)
+
+    def test_12_dead_letters_and_retry(self):
+        self.sb.http("POST", "/control/sms", {"mode": "down"})
+        self.sb.http("POST", "/control/chat", {"mode": "down"})
+        try:
+            phone = new_phone()
+            code = self.submit(None, phone)
+            n = self.wait_state(code, "received", ("sent", "failed"))
+            self.assertEqual(n["state"], "failed", n)
+            # Still down: the dead-letter list has it, newest first, with the reason.
+            status, dl = harness.http("GET", self.notify.url(
+                "/v1/notifications?state=failed&limit=5"), headers=bearer(self.operator))
+            self.assertEqual(status, 200, dl)
+            self.assertEqual(dl["items"][0]["id"], n["id"], dl)
+            self.assertEqual((dl["limit"], dl["offset"]), (5, 0))
+            self.assertGreaterEqual(dl["total"], 2)  # test_06's too
+            dead = dl["items"][0]
+            self.assertEqual((dead["dossier"], dead["attempts"]), (code, 6))
+            self.assertIn("HTTP 503", dead["last_error"])
+            ids = [i["id"] for i in dl["items"]]
+            status, page2 = harness.http("GET", self.notify.url(
+                "/v1/notifications?state=failed&limit=1&offset=1"), headers=bearer(self.operator))
+            self.assertEqual((status, page2["items"][0]["id"]), (200, ids[1]), page2)
+        finally:
+            self.sb.http("POST", "/control/sms", {"mode": "ok"})
+            self.sb.http("POST", "/control/chat", {"mode": "ok"})
+        # Across dossiers is the operator's; a dossier's list stays the officer's too.
+        for query, key, want in (("state=failed", self.officer, 403),
+                                 ("state=failed", None, 401),
+                                 ("state=lost", self.operator, 400),
+                                 ("state=failed&limit=0", self.operator, 400),
+                                 ("state=failed&offset=-1", self.operator, 400),
+                                 ("", self.operator, 400),
+                                 ("dossier=%s&state=failed" % code, self.officer, 200)):
+            status, r = harness.http("GET", self.notify.url("/v1/notifications?" + query),
+                                     headers=bearer(key) if key else None)
+            self.assertEqual(status, want, (query, r))
+        retry = self.notify.url("/v1/notifications/%d/retry" % n["id"])
+        self.assertEqual(harness.http("POST", retry, headers=bearer(self.officer))[0], 403)
+        self.assertEqual(harness.http("POST", retry)[0], 401)
+        self.assertEqual(harness.http("POST", self.notify.url("/v1/notifications/x/retry"),
+                                      headers=bearer(self.operator))[0], 400)
+        self.assertEqual(harness.http("POST", self.notify.url("/v1/notifications/999999/retry"),
+                                      headers=bearer(self.operator))[0], 404)
+        status, r = harness.http("POST", retry, headers=bearer(self.operator))
+        self.assertEqual(status, 200, r)
+        self.assertEqual((r["state"], r["round"], r["from_state"]), ("pending", 2, "failed"))
+        n = self.wait_state(code, "received", ("sent", "failed"))
+        self.assertEqual((n["state"], n["channel"], n["round"]), ("sent", "sms", 2), n)
+        self.assertEqual([(a["channel"], a["state"], a["round"]) for a in n["history"][6:]],
+                         [("sms", "sent", 2)])
+        self.assertEqual([(x["round"], x["from_state"], x["by"]) for x in n["retries"]],
+                         [(2, "failed", "operator")])
+        self.assertIn("HTTP 503", n["retries"][0]["last_error"])
+        # Sent now: not a dead letter any more, and not retried again.
+        status, r = harness.http("POST", retry, headers=bearer(self.operator))
+        self.assertEqual((status, r["error"]["code"]), (409, "conflict"), r)
+        status, dl = harness.http("GET", self.notify.url("/v1/notifications?state=failed"),
+                                  headers=bearer(self.operator))
+        self.assertNotIn(n["id"], [i["id"] for i in dl["items"]])
+        time.sleep(1)
+        self.assertEqual(len(self.sink("sms", to=e164(phone))), 1)
+        self.assertEqual(self.sink("chat", phone=e164(phone)), [])
 
 
 if __name__ == "__main__":
