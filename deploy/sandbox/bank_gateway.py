@@ -15,10 +15,33 @@ API (what payment is written against, docs/payment.md):
         the merchant's vnp_ReturnUrl with the same parameters, as the real gateway does.
         The answer's X-Ipn-Replies header lists the IPN answers received (when not late).
     GET  /vnpay/transactions
-        what the gateway did, oldest first: one record per order shown and per IPN call
-        with the merchant's answer (for reconciliation).
+        what the gateway did, oldest first: one record per order shown, per IPN call
+        with the merchant's answer, per transaction (payment or refund).
+    GET  /vnpay/transactions?vnp_TmnCode=&date=yyyyMMdd&txn=&vnp_SecureHash=
+        the merchant's signed transaction list (reconciliation, refund checks):
+        vnp_SecureHash = HMAC-SHA512(secret, "TmnCode|date|txn"), either filter may be
+        empty (both empty: everything). Answers {"transactions": [{vnp_TxnRef,
+        vnp_Amount, vnp_TransactionNo, vnp_TransactionType (01 payment, 02 full refund),
+        vnp_TransactionStatus (00 success), vnp_PayDate, vnp_BankCode}]}, the day being
+        that of vnp_PayDate (Asia/Ho_Chi_Minh). Bad hash: 403 {"RspCode": "97"}.
+    POST /vnpay/transactions  {txn, amount (VND), [type 01|02], [status], [pay_date]}
+        tests: a transaction the gateway made that the merchant never heard of.
     DELETE /vnpay/transactions
         forget them.
+    POST /vnpay/api  (JSON, VNPay's merchant API)
+        vnp_Command "refund": fields vnp_RequestId, vnp_Version, vnp_Command, vnp_TmnCode,
+        vnp_TransactionType (02 full, 03 partial), vnp_TxnRef, vnp_Amount,
+        vnp_TransactionNo, vnp_TransactionDate, vnp_CreateBy, vnp_CreateDate, vnp_IpAddr,
+        vnp_OrderInfo, vnp_SecureHash = HMAC-SHA512 of those values joined by "|" in
+        that order. Answers vnp_ResponseCode 00 refunded; 94 duplicate (the RequestId
+        was seen, or the payment is already refunded); 91 no such paid transaction;
+        93 amount larger than paid; 97 bad hash; 03 malformed. The answer is signed with
+        ResponseId|Command|ResponseCode|Message|TmnCode|TxnRef|Amount|BankCode|PayDate|
+        TransactionNo|TransactionType|TransactionStatus|OrderInfo.
+        vnp_Command "querydr": the transactions of vnp_TxnRef (unsigned answer list).
+    GET|POST /vnpay/control  {"mode": "ok" | "down" | "forge"}
+        the API's switch: down answers 503; forge does what is asked but signs every
+        answer with the wrong key (a forged answer). GET shows the mode and counters.
 
 Outcomes: paid → vnp_ResponseCode 00, vnp_TransactionStatus 00; cancel → 24 / 02;
 fail → 51 (insufficient balance) / 02, or `response` if given.
@@ -105,6 +128,9 @@ class BankGateway:
         "GET    /vnpay/pay             payment page (signed vnp_* query): Pay / Cancel / Fail",
         "POST   /vnpay/act             txn=&outcome=paid|cancel|fail[&late_ms=&repeat=&response=]",
         "GET    /vnpay/transactions    orders shown and IPN calls made, oldest first",
+        "GET    /vnpay/transactions?vnp_TmnCode=&date=&txn=&vnp_SecureHash=  signed list",
+        "POST   /vnpay/api             merchant API: vnp_Command refund | querydr",
+        "POST   /vnpay/control         {\"mode\":\"ok\"|\"down\"|\"forge\"}",
         "DELETE /vnpay/transactions    forget them",
     )
 
@@ -115,16 +141,28 @@ class BankGateway:
         self.journal = ctx.journal(self.name)
         self.lock = threading.Lock()
         self.orders = {}  # vnp_TxnRef -> the verified request parameters
+        self.transactions = []  # what the gateway did with money, oldest first
+        self.request_ids = set()  # vnp_RequestId of API calls seen
+        self.mode = "ok"
+        self.counters = {"api_calls": 0, "refunds": 0, "duplicates": 0, "lists": 0}
         self.next_txn = random.randint(14000000, 14999999)
         for rec in self.journal.list():  # a restarted sandbox still knows its orders
             if rec.get("kind") == "order":
                 self.orders[rec["params"]["vnp_TxnRef"]] = rec["params"]
+            elif rec.get("kind") == "transaction":
+                self.transactions.append(rec["transaction"])
+                if rec.get("request_id"):
+                    self.request_ids.add(rec["request_id"])
         self.routes = {
             ("GET", "/vnpay/pay"): self.pay,
             ("POST", "/vnpay/act"): self.act,
             ("GET", "/vnpay/act"): self.act,
             ("GET", "/vnpay/transactions"): self.list,
+            ("POST", "/vnpay/transactions"): self.inject,
             ("DELETE", "/vnpay/transactions"): self.clear,
+            ("POST", "/vnpay/api"): self.api,
+            ("GET", "/vnpay/control"): self.control_get,
+            ("POST", "/vnpay/control"): self.control_set,
         }
 
     def describe(self):
@@ -217,6 +255,15 @@ class BankGateway:
             "vnp_TransactionStatus": status,
             "vnp_TxnRef": txn,
         }
+        with self.lock:
+            already = any(t["vnp_TxnRef"] == txn and t["vnp_TransactionType"] == "01"
+                          and t["vnp_TransactionStatus"] == "00" for t in self.transactions)
+        if not already:  # the same order is not paid twice at the gateway
+            self._record({"vnp_TxnRef": txn, "vnp_Amount": result["vnp_Amount"],
+                          "vnp_TransactionNo": result["vnp_TransactionNo"],
+                          "vnp_TransactionType": "01", "vnp_TransactionStatus": status,
+                          "vnp_PayDate": result["vnp_PayDate"],
+                          "vnp_BankCode": result["vnp_BankCode"]})
         query = signed_query(self.secret, result)
         if fields.get("sign") == "bad":
             query = query[:-4] + ("0000" if not query.endswith("0000") else "1111")
@@ -254,13 +301,159 @@ class BankGateway:
         self.log("info", "vnpay: ipn sent", txn=txn, status=status, rsp=rsp)
         return {"status": status, "RspCode": rsp}
 
+    def _record(self, t, request_id=None):
+        with self.lock:
+            self.transactions.append(t)
+            if request_id:
+                self.request_ids.add(request_id)
+        self.journal.append({"kind": "transaction", "txn": t["vnp_TxnRef"], "transaction": t,
+                             "request_id": request_id})
+
+    # ---- the merchant API: refund, querydr ----
+    def _answer(self, fields):
+        order = ("vnp_ResponseId", "vnp_Command", "vnp_ResponseCode", "vnp_Message",
+                 "vnp_TmnCode", "vnp_TxnRef", "vnp_Amount", "vnp_BankCode", "vnp_PayDate",
+                 "vnp_TransactionNo", "vnp_TransactionType", "vnp_TransactionStatus",
+                 "vnp_OrderInfo")
+        out = {k: str(fields.get(k, "")) for k in order}
+        out["vnp_ResponseId"] = out["vnp_ResponseId"] or "%032x" % random.getrandbits(128)
+        data = "|".join(out[k] for k in order)
+        with self.lock:
+            secret = "NOT-THE-SECRET" if self.mode == "forge" else self.secret
+        out["vnp_SecureHash"] = hmac.new(secret.encode("utf-8"),
+                                         data.encode("utf-8"), hashlib.sha512).hexdigest()
+        return 200, out
+
+    def api(self, req):
+        with self.lock:
+            self.counters["api_calls"] += 1
+            mode = self.mode
+        if mode == "down":
+            self.log("info", "vnpay: api down (sandbox outage switch)")
+            return 503, _error("unavailable", "gateway API is down (sandbox outage switch)"), \
+                {"Retry-After": "1"}
+        try:
+            body = req.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return self._answer({"vnp_ResponseCode": "03", "vnp_Message": "Invalid data format"})
+        body = {k: str(v) for k, v in body.items()}
+        command = body.get("vnp_Command", "")
+        if command == "querydr":
+            with self.lock:
+                ts = [dict(t) for t in self.transactions if t["vnp_TxnRef"] == body.get("vnp_TxnRef")]
+            return 200, {"vnp_ResponseCode": "00", "vnp_Command": "querydr", "transactions": ts}
+        if command != "refund":
+            return self._answer({"vnp_ResponseCode": "03", "vnp_Command": command,
+                                 "vnp_Message": "Unknown command"})
+        keys = ("vnp_RequestId", "vnp_Version", "vnp_Command", "vnp_TmnCode",
+                "vnp_TransactionType", "vnp_TxnRef", "vnp_Amount", "vnp_TransactionNo",
+                "vnp_TransactionDate", "vnp_CreateBy", "vnp_CreateDate", "vnp_IpAddr",
+                "vnp_OrderInfo")
+        base = {"vnp_Command": "refund", "vnp_TmnCode": body.get("vnp_TmnCode", ""),
+                "vnp_TxnRef": body.get("vnp_TxnRef", ""), "vnp_Amount": body.get("vnp_Amount", ""),
+                "vnp_OrderInfo": body.get("vnp_OrderInfo", ""),
+                "vnp_TransactionType": body.get("vnp_TransactionType", "")}
+        want = hmac.new(self.secret.encode("utf-8"),
+                        "|".join(body.get(k, "") for k in keys).encode("utf-8"),
+                        hashlib.sha512).hexdigest()
+        if not hmac.compare_digest(body.get("vnp_SecureHash", "").lower(), want):
+            self.log("warn", "vnpay: bad signature on refund", txn=base["vnp_TxnRef"])
+            return self._answer(dict(base, vnp_ResponseCode="97", vnp_Message="Invalid checksum"))
+        if not body.get("vnp_Amount", "").isdigit() or \
+                body.get("vnp_TransactionType") not in ("02", "03"):
+            return self._answer(dict(base, vnp_ResponseCode="03", vnp_Message="Invalid data format"))
+        txn, rid = body["vnp_TxnRef"], body["vnp_RequestId"]
+        with self.lock:
+            paid = [t for t in self.transactions if t["vnp_TxnRef"] == txn
+                    and t["vnp_TransactionType"] == "01" and t["vnp_TransactionStatus"] == "00"]
+            refunded = any(t["vnp_TxnRef"] == txn and t["vnp_TransactionType"] in ("02", "03")
+                           for t in self.transactions)
+            duplicate = rid in self.request_ids or refunded
+            if duplicate:
+                self.counters["duplicates"] += 1
+            self.next_txn += 1
+            refund_no = str(self.next_txn)
+        if duplicate:
+            self.log("info", "vnpay: duplicate refund request", txn=txn, request_id=rid)
+            return self._answer(dict(base, vnp_ResponseCode="94",
+                                     vnp_Message="Duplicate request"))
+        if not paid:
+            return self._answer(dict(base, vnp_ResponseCode="91",
+                                     vnp_Message="Transaction not found"))
+        if int(body["vnp_Amount"]) > int(paid[0]["vnp_Amount"]):
+            return self._answer(dict(base, vnp_ResponseCode="93", vnp_Message="Invalid amount"))
+        t = {"vnp_TxnRef": txn, "vnp_Amount": body["vnp_Amount"], "vnp_TransactionNo": refund_no,
+             "vnp_TransactionType": body["vnp_TransactionType"], "vnp_TransactionStatus": "00",
+             "vnp_PayDate": vn_now(), "vnp_BankCode": paid[0].get("vnp_BankCode", "NCB"),
+             "vnp_RequestId": rid}
+        self._record(t, rid)
+        with self.lock:
+            self.counters["refunds"] += 1
+        self.log("info", "vnpay: refunded", txn=txn, amount=body["vnp_Amount"], request_id=rid)
+        return self._answer(dict(base, vnp_ResponseCode="00", vnp_Message="Refund success",
+                                 vnp_BankCode=t["vnp_BankCode"], vnp_PayDate=t["vnp_PayDate"],
+                                 vnp_TransactionNo=refund_no, vnp_TransactionStatus="00"))
+
+    def control_get(self, req):
+        with self.lock:
+            return 200, dict(mode=self.mode, **self.counters)
+
+    def control_set(self, req):
+        fields = {k: v[0] for k, v in req.query.items()}
+        if req.method == "POST" and req.body:
+            try:
+                fields.update(req.json())
+            except (ValueError, UnicodeDecodeError, AttributeError) as e:
+                return 400, _error("bad_json", "body is not JSON: %s" % e)
+        if fields.get("mode") not in ("ok", "down", "forge"):
+            return 400, _error("invalid", "mode must be ok|down|forge", "mode")
+        with self.lock:
+            self.mode = fields["mode"]
+        self.log("info", "vnpay: api mode", mode=self.mode)
+        return self.control_get(req)
+
     # ---- inspection ----
     def list(self, req):
-        return 200, {"transactions": self.journal.list()}
+        q = {k: v[0] for k, v in req.query.items()}
+        if "vnp_SecureHash" not in q:
+            return 200, {"transactions": self.journal.list()}
+        day, txn = q.get("date", ""), q.get("txn", "")
+        want = hmac.new(self.secret.encode("utf-8"),
+                        "|".join((q.get("vnp_TmnCode", ""), day, txn)).encode("utf-8"),
+                        hashlib.sha512).hexdigest()
+        if not hmac.compare_digest(q["vnp_SecureHash"].lower(), want):
+            return 403, {"RspCode": "97", "Message": "Invalid signature"}
+        with self.lock:
+            self.counters["lists"] += 1
+            ts = [dict(t) for t in self.transactions
+                  if (not day or t["vnp_PayDate"][:8] == day) and (not txn or t["vnp_TxnRef"] == txn)]
+        return 200, {"transactions": ts}
+
+    def inject(self, req):
+        try:
+            body = req.json()
+        except (ValueError, UnicodeDecodeError) as e:
+            return 400, _error("bad_json", "body is not JSON: %s" % e)
+        if not isinstance(body, dict) or not body.get("txn") or \
+                not isinstance(body.get("amount"), int):
+            return 400, _error("invalid", "txn (text) and amount (VND, integer) are required")
+        with self.lock:
+            self.next_txn += 1
+            no = str(self.next_txn)
+        t = {"vnp_TxnRef": body["txn"], "vnp_Amount": str(body["amount"] * 100),
+             "vnp_TransactionNo": no, "vnp_TransactionType": body.get("type", "01"),
+             "vnp_TransactionStatus": body.get("status", "00"),
+             "vnp_PayDate": body.get("pay_date") or vn_now(), "vnp_BankCode": "NCB"}
+        self._record(t)
+        return 201, t
 
     def clear(self, req):
         with self.lock:
             self.orders.clear()
+            self.transactions.clear()
+            self.request_ids.clear()
         return 200, {"deleted": self.journal.clear()}
 
     def html(self):

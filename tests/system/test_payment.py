@@ -6,7 +6,11 @@ a request signed as docs/payment.md says (checked here with Python's own hmac), 
 applicant pays in the sandbox, the IPN settles the order once and the case moves on.
 Then the bad callbacks (forged signature, unknown order, wrong amount, replay, garbage,
 ten concurrent duplicates), a cancelled payment, expiry, a refund after withdrawal, and
-payment killed while the gateway calls it.
+payment killed while the gateway calls it. Refunds go through the sandbox gateway's
+refund API (vnp_Command refund, fields joined by '|' and signed): completed once, also
+when the API is down for a while or answers with a forged hash. The daily
+reconciliation on demand: a clean day, then a day with a payment the gateway never saw
+and one motcua never heard of.
 
 Run: cd tests/system && /usr/bin/python3 run.py test_payment"""
 import hashlib
@@ -119,6 +123,8 @@ class Suite:
             pay_url = "http://127.0.0.1:%s" % env["MOTCUA_PAYMENT_HTTP_PORT"]
             env["MOTCUA_PAYMENT_PUBLIC_URL"] = pay_url
             env["MOTCUA_PAYMENT_SWEEP_MS"] = "200"
+            env["MOTCUA_PAYMENT_REFUND_TICK_MS"] = "200"
+            env["MOTCUA_PAYMENT_BACKOFF_MS"] = "200"
             env["MOTCUA_ROUTING_SWEEP_MS"] = "1000"
             env["MOTCUA_VNPAY_SECRET"] = SECRET
             env["MOTCUA_VNPAY_TMN_CODE"] = TMN
@@ -275,11 +281,84 @@ class Payment(unittest.TestCase):
                        " WHERE dossier_code = '%s' AND type = '%s'" % (code, type_))
         return tuple(int(x) for x in out.split("|"))
 
+    def sandbox(self, method, path, body=None):
+        status, a = harness.http(method, self.s.sandbox.base + path, body)
+        self.assertIn(status, (200, 201), a)
+        return a
+
+    def gateway_list(self, day="", txn=""):
+        """The merchant's signed transaction list, as payment asks for it."""
+        h = hmac.new(SECRET.encode(), ("%s|%s|%s" % (TMN, day, txn)).encode(),
+                     hashlib.sha512).hexdigest()
+        return self.sandbox("GET", "/vnpay/transactions?" + urllib.parse.urlencode(
+            {"vnp_TmnCode": TMN, "date": day, "txn": txn, "vnp_SecureHash": h}))["transactions"]
+
+    def paid_in_sandbox(self):
+        """A dossier received and paid through the sandbox gateway: (code, token, order)."""
+        code, token, order_id = self.submit()
+        self.receive(code, token)
+        location, _ = self.pay_link(code, token)
+        self.assertEqual(get_raw(location)[0], 200)
+        self.act(order_id, "paid")
+        self.wait_status(code, token, "IN_PROGRESS")
+        return code, token, order_id
+
+    def withdraw(self, code):
+        status, r = harness.http("POST", self.routing.url("/v1/dossiers/%s/actions" % code),
+                                 {"action": "withdraw", "note": "Công dân rút hồ sơ",
+                                  "officer": "Cán bộ một cửa"},
+                                 {"Authorization": "Bearer " + self.s.officer})
+        self.assertEqual(status, 200, r)
+
+    def refund_of(self, order_id):
+        return self.order(order_id)["refund"]
+
+    def refunds_at_gateway(self, order_id):
+        return [t for t in self.gateway_list(txn=order_id) if t["vnp_TransactionType"] == "02"]
+
+    def reconcile(self, day, key=None):
+        status, run = harness.http("POST", self.payment.url("/v1/payments/reconciliation"),
+                                   {"date": day},
+                                   {"Authorization": "Bearer " + (key or self.s.operator)})
+        self.assertEqual(status, 201, run)
+        return run
+
     def wait_delivered(self, code, type_, n=1):
         harness.wait_for(lambda: self.outbox(code, type_) == (n, n), timeout=20,
                          what="%d %s of %s delivered" % (n, type_, code))
 
     # ------------------------------------------------------------ the walk
+
+    def test_0_refund_through_gateway_clean_day(self):
+        """Runs first: today is then a day where everything matches."""
+        code, token, order_id = self.paid_in_sandbox()
+        bank_txn = self.order(order_id)["bank_transaction"]
+        self.withdraw(code)
+        refund = harness.wait_for(lambda: (lambda r: r if r and r["state"] == "completed"
+                                           else None)(self.refund_of(order_id)),
+                                  timeout=20, what="refund completed")
+        self.assertEqual((refund["amount_vnd"], refund["reason"], refund["response_code"]),
+                         (FEE, "WITHDRAWN", "00"))
+        # The sandbox made exactly one refund, of the whole fee, of that payment.
+        at_gateway = self.refunds_at_gateway(order_id)
+        self.assertEqual(len(at_gateway), 1, at_gateway)
+        self.assertEqual(at_gateway[0]["vnp_Amount"], str(FEE * 100))
+        self.assertEqual(at_gateway[0]["vnp_TransactionNo"], refund["bank_transaction"])
+        self.assertNotEqual(refund["bank_transaction"], bank_txn)
+        # RefundCompleted went to routing, which notes it on the case.
+        self.wait_delivered(code, "RefundCompleted")
+        case = harness.wait_for(lambda: (lambda c: c if any(
+            e["note"].startswith("fee refunded") for e in c["events"]) else None)(
+            harness.http("GET", self.routing.url("/v1/cases/" + code),
+                         headers={"Authorization": "Bearer " + self.s.operator})[1]),
+            timeout=20, what="fee refunded on the case")
+        self.assertEqual(case["state"], "WITHDRAWN")
+        # Today matches: one payment and one refund at the gateway, the same here.
+        today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 7 * 3600))
+        run = self.reconcile(today)
+        self.assertEqual((run["date"], run["trigger"], run["mismatches"]),
+                         (today, "operator", []))
+        self.assertGreaterEqual(run["gateway_transactions"], 2)
 
     def test_a_pay_settle_refund(self):
         code, token, order_id = self.submit()
@@ -475,6 +554,84 @@ class Payment(unittest.TestCase):
             intake.terminate()
             intake.env = self.s.env
             intake.start()
+
+    def test_h_refund_gateway_down(self):
+        code, token, order_id = self.paid_in_sandbox()
+        self.sandbox("POST", "/vnpay/control", {"mode": "down"})
+        try:
+            self.withdraw(code)
+            harness.wait_for(lambda: (lambda r: r and r["tries"] >= 3)(self.refund_of(order_id)),
+                             timeout=20, what="refund tried while the gateway is down")
+            refund = self.refund_of(order_id)
+            self.assertEqual(refund["state"], "requested")
+            self.assertIn("HTTP 503", refund["last_error"])
+            self.assertEqual(self.outbox(code, "RefundCompleted")[0], 0)
+        finally:
+            self.sandbox("POST", "/vnpay/control", {"mode": "ok"})
+        harness.wait_for(lambda: self.refund_of(order_id)["state"] == "completed", timeout=30,
+                         what="refund completed once the gateway is back")
+        self.assertEqual(len(self.refunds_at_gateway(order_id)), 1)
+        self.wait_delivered(code, "RefundCompleted")
+
+    def test_i_refund_forged_answer(self):
+        code, token, order_id = self.paid_in_sandbox()
+        self.sandbox("POST", "/vnpay/control", {"mode": "forge"})
+        try:
+            self.withdraw(code)
+            harness.wait_for(lambda: (lambda r: r and r["tries"] >= 2)(self.refund_of(order_id)),
+                             timeout=20, what="refund answered with a forged hash")
+            refund = self.refund_of(order_id)
+            # The answer said 00, but its hash is wrong: not believed, not completed.
+            self.assertEqual(refund["state"], "requested")
+            self.assertIn("bad vnp_SecureHash", refund["last_error"])
+            self.assertEqual(self.outbox(code, "RefundCompleted")[0], 0)
+        finally:
+            self.sandbox("POST", "/vnpay/control", {"mode": "ok"})
+        # The next try is a duplicate (94) at the gateway; its list shows the refund.
+        harness.wait_for(lambda: self.refund_of(order_id)["state"] == "completed", timeout=30,
+                         what="refund settled by the gateway's list")
+        self.assertEqual(self.refund_of(order_id)["response_code"], "94")
+        self.assertEqual(len(self.refunds_at_gateway(order_id)), 1)
+        self.wait_delivered(code, "RefundCompleted")
+
+    def test_j_reconciliation_mismatches(self):
+        today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 7 * 3600))
+        # Paid here (written into the database) but never seen by the gateway.
+        code, token, order_id = self.submit()
+        self.sql("UPDATE payment.orders SET state = 'paid', paid_at = now(),"
+                 " bank_transaction = '99999999' WHERE id = '%s'" % order_id)
+        # Paid at the gateway for an order motcua never made.
+        self.sandbox("POST", "/vnpay/transactions", {"txn": "ZZNOTOURS234", "amount": 12000})
+        # Operators only.
+        status, _ = harness.http("POST", self.payment.url("/v1/payments/reconciliation"),
+                                 {"date": today})
+        self.assertEqual(status, 401)
+        status, _ = harness.http("POST", self.payment.url("/v1/payments/reconciliation"),
+                                 {"date": "2026-13-45"},
+                                 {"Authorization": "Bearer " + self.s.operator})
+        self.assertEqual(status, 400)
+        run = self.reconcile(today)
+        found = {(m["order_id"], m["kind"]): m for m in run["mismatches"]}
+        self.assertIn((order_id, "paid_here_only"), found, run)
+        self.assertEqual(found[(order_id, "paid_here_only")]["our_amount_vnd"], FEE)
+        self.assertIn(("ZZNOTOURS234", "paid_at_gateway_only"), found, run)
+        self.assertEqual(found[("ZZNOTOURS234", "paid_at_gateway_only")]["gateway_amount_vnd"],
+                         12000)
+        self.assertEqual(run["mismatch_count"], len(run["mismatches"]))
+        # The last run of the day is shown; each mismatch is a warn line.
+        status, shown = harness.http("GET", self.payment.url(
+            "/v1/payments/reconciliation?date=" + today),
+            headers={"Authorization": "Bearer " + self.s.operator})
+        self.assertEqual(status, 200, shown)
+        self.assertEqual(shown, run)
+        with open(self.payment.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertIn("mismatch, order ZZNOTOURS234", log)
+        self.assertIn("mismatch, order %s" % order_id, log)
+        status, _ = harness.http("GET", self.payment.url(
+            "/v1/payments/reconciliation?date=2001-01-01"),
+            headers={"Authorization": "Bearer " + self.s.operator})
+        self.assertEqual(status, 404)
 
     def test_g_return_page_forged(self):
         params = self.ipn_params("NOSUCHORDER1")
