@@ -62,6 +62,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from standin import OutageSwitch, StandIn, error_body as _error
+
 DEFAULT_SECRET = "MOTCUASANDBOXSECRET"
 DEFAULT_IPN_URL = "http://127.0.0.1:8083/v1/payments/ipn"
 REQUIRED = ("vnp_Version", "vnp_Command", "vnp_TmnCode", "vnp_Amount", "vnp_CurrCode",
@@ -107,13 +109,6 @@ def vn_now():
     return time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + 7 * 3600))
 
 
-def _error(code, message, field=None):
-    err = {"code": code, "message": message}
-    if field:
-        err["field"] = field
-    return {"error": err}
-
-
 def _page(title, body, status=200):
     text = ("<!DOCTYPE html>\n<html lang=\"vi\"><head><meta charset=\"utf-8\">"
             "<title>%s</title></head><body><h1>%s</h1>%s</body></html>\n"
@@ -121,8 +116,9 @@ def _page(title, body, status=200):
     return status, text, {"Content-Type": "text/html; charset=utf-8"}
 
 
-class BankGateway:
+class BankGateway(StandIn):
     name = "vnpay"
+    noun = "gateway"
     title = "Bank gateway (VNPay style)"
     ENDPOINTS = (
         "GET    /vnpay/pay             payment page (signed vnp_* query): Pay / Cancel / Fail",
@@ -135,16 +131,14 @@ class BankGateway:
     )
 
     def __init__(self, ctx):
-        self.log = ctx.log
+        super().__init__(ctx)
         self.secret = os.environ.get("MOTCUA_VNPAY_SECRET", DEFAULT_SECRET)
         self.ipn_url = os.environ.get("MOTCUA_PAYMENT_IPN_URL", DEFAULT_IPN_URL)
-        self.journal = ctx.journal(self.name)
-        self.lock = threading.Lock()
         self.orders = {}  # vnp_TxnRef -> the verified request parameters
         self.transactions = []  # what the gateway did with money, oldest first
         self.request_ids = set()  # vnp_RequestId of API calls seen
-        self.mode = "ok"
-        self.counters = {"api_calls": 0, "refunds": 0, "duplicates": 0, "lists": 0}
+        self.switch = OutageSwitch(("ok", "down", "forge"),
+                                   ("api_calls", "refunds", "duplicates", "lists"))
         self.next_txn = random.randint(14000000, 14999999)
         for rec in self.journal.list():  # a restarted sandbox still knows its orders
             if rec.get("kind") == "order":
@@ -167,17 +161,6 @@ class BankGateway:
 
     def describe(self):
         return {"vnpay_ipn": self.ipn_url}
-
-    def handle(self, req):
-        path = req.path.rstrip("/") or "/"
-        fn = self.routes.get((req.method, path))
-        if fn is not None:
-            return fn(req)
-        allowed = sorted(m for m, p in self.routes if p == path)
-        if allowed:
-            return 405, _error("method_not_allowed", "use " + " or ".join(allowed)), \
-                {"Allow": ", ".join(allowed)}
-        return 404, _error("not_found", "no such gateway endpoint %s" % req.path)
 
     # ---- the payment page ----
     def pay(self, req):
@@ -318,17 +301,13 @@ class BankGateway:
         out = {k: str(fields.get(k, "")) for k in order}
         out["vnp_ResponseId"] = out["vnp_ResponseId"] or "%032x" % random.getrandbits(128)
         data = "|".join(out[k] for k in order)
-        with self.lock:
-            secret = "NOT-THE-SECRET" if self.mode == "forge" else self.secret
+        secret = "NOT-THE-SECRET" if self.switch.current() == "forge" else self.secret
         out["vnp_SecureHash"] = hmac.new(secret.encode("utf-8"),
                                          data.encode("utf-8"), hashlib.sha512).hexdigest()
         return 200, out
 
     def api(self, req):
-        with self.lock:
-            self.counters["api_calls"] += 1
-            mode = self.mode
-        if mode == "down":
+        if self.switch.attempt("api_calls") == "down":
             self.log("info", "vnpay: api down (sandbox outage switch)")
             return 503, _error("unavailable", "gateway API is down (sandbox outage switch)"), \
                 {"Retry-After": "1"}
@@ -372,7 +351,7 @@ class BankGateway:
                            for t in self.transactions)
             duplicate = rid in self.request_ids or refunded
             if duplicate:
-                self.counters["duplicates"] += 1
+                self.switch.count("duplicates")
             self.next_txn += 1
             refund_no = str(self.next_txn)
         if duplicate:
@@ -389,30 +368,25 @@ class BankGateway:
              "vnp_PayDate": vn_now(), "vnp_BankCode": paid[0].get("vnp_BankCode", "NCB"),
              "vnp_RequestId": rid}
         self._record(t, rid)
-        with self.lock:
-            self.counters["refunds"] += 1
+        self.switch.count("refunds")
         self.log("info", "vnpay: refunded", txn=txn, amount=body["vnp_Amount"], request_id=rid)
         return self._answer(dict(base, vnp_ResponseCode="00", vnp_Message="Refund success",
                                  vnp_BankCode=t["vnp_BankCode"], vnp_PayDate=t["vnp_PayDate"],
                                  vnp_TransactionNo=refund_no, vnp_TransactionStatus="00"))
 
-    def control_get(self, req):
-        with self.lock:
-            return 200, dict(mode=self.mode, **self.counters)
-
     def control_set(self, req):
+        """The API's switch, from the query and/or a JSON body (the mode alone)."""
         fields = {k: v[0] for k, v in req.query.items()}
         if req.method == "POST" and req.body:
             try:
                 fields.update(req.json())
             except (ValueError, UnicodeDecodeError, AttributeError) as e:
                 return 400, _error("bad_json", "body is not JSON: %s" % e)
-        if fields.get("mode") not in ("ok", "down", "forge"):
+        if fields.get("mode") not in self.switch.modes:
             return 400, _error("invalid", "mode must be ok|down|forge", "mode")
-        with self.lock:
-            self.mode = fields["mode"]
-        self.log("info", "vnpay: api mode", mode=self.mode)
-        return self.control_get(req)
+        state = self.switch.set(fields["mode"])
+        self.log("info", "vnpay: api mode", mode=state["mode"])
+        return 200, state
 
     # ---- inspection ----
     def list(self, req):
@@ -425,8 +399,8 @@ class BankGateway:
                         hashlib.sha512).hexdigest()
         if not hmac.compare_digest(q["vnp_SecureHash"].lower(), want):
             return 403, {"RspCode": "97", "Message": "Invalid signature"}
+        self.switch.count("lists")
         with self.lock:
-            self.counters["lists"] += 1
             ts = [dict(t) for t in self.transactions
                   if (not day or t["vnp_PayDate"][:8] == day) and (not txn or t["vnp_TxnRef"] == txn)]
         return 200, {"transactions": ts}

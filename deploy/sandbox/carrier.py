@@ -30,25 +30,16 @@ import hmac
 import html
 import json
 import os
-import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
+
+from standin import OutageSwitch, StandIn, error_body as _error
 
 DEFAULT_TOKEN = "sandbox-carrier-token"
 DEFAULT_SECRET = "sandbox-carrier-webhook-secret"
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8084/v1/postal/webhook"
-DEFAULT_DELAY_MS = 5000
-MAX_DELAY_MS = 120000
 STATUSES = ("picked_up", "in_transit", "delivered", "failed_attempt", "returned_to_sender")
-
-
-def _error(code, message, field=None):
-    err = {"code": code, "message": message}
-    if field:
-        err["field"] = field
-    return {"error": err}
 
 
 def sign(secret, timestamp, body):
@@ -79,10 +70,11 @@ def validate(body):
     return None
 
 
-class Carrier:
+class Carrier(StandIn):
     name = "carrier"
+    noun = "carrier"
     title = "Postal carrier (VNPost style)"
-    MODES = ("ok", "down", "slow")
+    REJECT_LOG = "carrier: create rejected"
     ENDPOINTS = (
         "POST   /carrier/shipments     create a shipment (Bearer token; idempotent by reference)",
         "GET    /carrier/shipments     shipments made, oldest first (?reference=)",
@@ -93,15 +85,12 @@ class Carrier:
     )
 
     def __init__(self, ctx):
-        self.log = ctx.log
+        super().__init__(ctx)
         self.token = os.environ.get("MOTCUA_CARRIER_TOKEN", DEFAULT_TOKEN)
         self.secret = os.environ.get("MOTCUA_CARRIER_WEBHOOK_SECRET", DEFAULT_SECRET)
         self.webhook_url = os.environ.get("MOTCUA_CARRIER_WEBHOOK_URL", DEFAULT_WEBHOOK_URL)
-        self.journal = ctx.journal(self.name)
-        self.lock = threading.Lock()
-        self.mode = "ok"
-        self.delay_ms = DEFAULT_DELAY_MS
-        self.counters = {"attempts": 0, "created": 0, "repeated": 0, "rejected": 0}
+        self.switch = OutageSwitch(("ok", "down", "slow"),
+                                   ("attempts", "created", "repeated", "rejected"), delay=True)
         self.shipments = {}  # reference -> shipment
         for rec in self.journal.list():  # a restarted sandbox still knows its shipments
             if rec.get("kind") == "shipment":
@@ -119,45 +108,16 @@ class Carrier:
     def describe(self):
         return {"carrier_webhook": self.webhook_url}
 
-    def handle(self, req):
-        path = req.path.rstrip("/") or "/"
-        fn = self.routes.get((req.method, path))
-        if fn is not None:
-            return fn(req)
-        allowed = sorted(m for m, p in self.routes if p == path)
-        if allowed:
-            return 405, _error("method_not_allowed", "use " + " or ".join(allowed)), \
-                {"Allow": ", ".join(allowed)}
-        return 404, _error("not_found", "no such carrier endpoint %s" % req.path)
-
     # ---- the shipments API ----
     def create(self, req):
-        with self.lock:
-            self.counters["attempts"] += 1
-            mode, delay_ms = self.mode, self.delay_ms
-        if mode == "down":
-            return self.reject(503, _error("unavailable", "carrier is down (sandbox outage switch)"),
-                               {"Retry-After": "1"})
-        if mode == "slow":
-            time.sleep(delay_ms / 1000.0)
-        auth = req.headers.get("Authorization") or ""
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                 self.token.encode()):
-            return self.reject(401, _error("unauthorized", "missing or wrong bearer token"),
-                               {"WWW-Authenticate": 'Bearer realm="carrier"'})
-        try:
-            body = req.json()
-        except (ValueError, UnicodeDecodeError) as e:
-            return self.reject(400, _error("bad_json", "body is not UTF-8 JSON: %s" % e))
-        problem = validate(body)
-        if problem:
-            return self.reject(400, _error("invalid", problem[1], problem[0]))
+        body, refused = self.admit(req, "carrier is down (sandbox outage switch)", validate)
+        if refused:
+            return refused
         ref = body["reference"]
         with self.lock:
             old = self.shipments.get(ref)
             if old is not None:
-                self.counters["repeated"] += 1
+                self.switch.count("repeated")
                 return 200, {"tracking_number": old["tracking_number"], "fee": old["fee"],
                              "reference": ref}
             n = len(self.shipments) + 1
@@ -167,15 +127,9 @@ class Carrier:
                                        "tracking_number": tracking, "fee": fee,
                                        "status": "created", "request": body})
             self.shipments[ref] = rec
-            self.counters["created"] += 1
+            self.switch.count("created")
         self.log("info", "carrier: shipment created", dossier=ref, tracking=tracking, fee=fee)
         return 201, {"tracking_number": tracking, "fee": fee, "reference": ref}
-
-    def reject(self, status, body, headers=None):
-        with self.lock:
-            self.counters["rejected"] += 1
-        self.log("info", "carrier: create rejected", status=status, reason=body["error"]["message"])
-        return status, body, headers or {}
 
     def list(self, req):
         ref = req.query.get("reference", [None])[0]
@@ -246,34 +200,12 @@ class Carrier:
         except ValueError:
             return text, code
 
-    # ---- outage switch ----
-    def control_get(self, req):
-        with self.lock:
-            return 200, dict(mode=self.mode, delay_ms=self.delay_ms, **self.counters)
-
-    def control_set(self, req):
-        try:
-            body = req.json()
-        except (ValueError, UnicodeDecodeError) as e:
-            return 400, _error("bad_json", "body is not UTF-8 JSON: %s" % e)
-        if not isinstance(body, dict) or body.get("mode") not in self.MODES:
-            return 400, _error("invalid", "mode must be one of " + "|".join(self.MODES), "mode")
-        delay = body.get("delay_ms", DEFAULT_DELAY_MS)
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY_MS:
-            return 400, _error("invalid", "delay_ms must be an integer 0..%d" % MAX_DELAY_MS,
-                               "delay_ms")
-        with self.lock:
-            self.mode, self.delay_ms = body["mode"], delay
-            state = dict(mode=self.mode, delay_ms=self.delay_ms, **self.counters)
-        self.log("info", "carrier mode", mode=state["mode"], delay_ms=delay)
-        return 200, state
-
     def html(self):
         with self.lock:
             items = list(self.shipments.values())[-50:]
-            head = "<p>Mode: <b>%s</b>; created %d, repeated %d, rejected %d.</p>" % (
-                html.escape(self.mode), self.counters["created"], self.counters["repeated"],
-                self.counters["rejected"])
+        st = self.switch.state()
+        head = "<p>Mode: <b>%s</b>; created %d, repeated %d, rejected %d.</p>" % (
+            html.escape(st["mode"]), st["created"], st["repeated"], st["rejected"])
         if not items:
             return head + "<p class=\"muted\">No shipments yet.</p>"
         rows = "".join("<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (

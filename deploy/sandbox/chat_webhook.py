@@ -24,16 +24,19 @@ import hmac
 import html
 import os
 import re
-import threading
+
+from standin import OutageSwitch, StandIn
 
 E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 MAX_TEXT = 2000
 
 
-class ChatWebhook:
+class ChatWebhook(StandIn):
     name = "chat"
+    noun = "chat"
     title = "Chat messages sent (Zalo OA style webhook)"
-    MODES = ("ok", "down")
+    CONTROL_BAD_JSON = "body is not UTF-8 JSON"
+    CONTROL_BAD_MODE = "mode must be {modes}"
     ENDPOINTS = (
         "POST   /chat/send             send a chat message, header access_token",
         "GET    /chat/messages         messages accepted (?phone=+84... filters)",
@@ -43,12 +46,9 @@ class ChatWebhook:
     )
 
     def __init__(self, ctx):
-        self.log = ctx.log
+        super().__init__(ctx)
         self.token = os.environ.get("MOTCUA_SANDBOX_CHAT_TOKEN", "sandbox-chat-token")
-        self.journal = ctx.journal(self.name)
-        self.lock = threading.Lock()
-        self.mode = "ok"
-        self.counters = {"attempts": 0, "accepted": 0, "rejected": 0}
+        self.switch = OutageSwitch(("ok", "down"), ("attempts", "accepted", "rejected"))
         self.routes = {
             ("POST", "/chat/send"): self.send,
             ("GET", "/chat/messages"): self.list,
@@ -57,45 +57,33 @@ class ChatWebhook:
             ("POST", "/control/chat"): self.control_set,
         }
 
-    def handle(self, req):
-        path = req.path.rstrip("/") or "/"
-        fn = self.routes.get((req.method, path))
-        if fn is not None:
-            return fn(req)
-        allowed = sorted(m for m, p in self.routes if p == path)
-        if allowed:
-            return 405, {"error": -1, "message": "use " + " or ".join(allowed)}, \
-                {"Allow": ", ".join(allowed)}
-        return 404, {"error": -1, "message": "no such chat endpoint %s" % req.path}
+    def route_error(self, code, message):
+        return {"error": -1, "message": message}  # the chat API's own error shape
 
-    def reject(self, status, code, message):
-        with self.lock:
-            self.counters["rejected"] += 1
+    def fail(self, status, code, message):
+        """A refused send, in the chat API's shape: {"error": code, "message"}."""
+        self.switch.count("rejected")
         self.log("info", "chat rejected", status=status, code=code, reason=message)
         return status, {"error": code, "message": message}
 
     def send(self, req):
-        with self.lock:
-            self.counters["attempts"] += 1
-            mode = self.mode
-        if mode == "down":
-            return self.reject(503, -32, "chat service is down (sandbox outage switch)")
+        if self.switch.attempt() == "down":
+            return self.fail(503, -32, "chat service is down (sandbox outage switch)")
         token = req.headers.get("access_token") or ""
         if not hmac.compare_digest(token.encode(), self.token.encode()):
-            return self.reject(200, -216, "Access token is invalid")
+            return self.fail(200, -216, "Access token is invalid")
         try:
             body = req.json()
         except (ValueError, UnicodeDecodeError):
-            return self.reject(200, -201, "Body is not JSON")
+            return self.fail(200, -201, "Body is not JSON")
         phone = (body.get("recipient") or {}).get("phone") if isinstance(body, dict) else None
         text = (body.get("message") or {}).get("text") if isinstance(body, dict) else None
         if not isinstance(phone, str) or not E164.match(phone):
-            return self.reject(200, -201, "Parameter recipient.phone is invalid")
+            return self.fail(200, -201, "Parameter recipient.phone is invalid")
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
-            return self.reject(200, -201, "Parameter message.text is invalid")
+            return self.fail(200, -201, "Parameter message.text is invalid")
         rec = self.journal.append({"phone": phone, "text": text, "client": req.client})
-        with self.lock:
-            self.counters["accepted"] += 1
+        self.switch.count("accepted")
         self.log("info", "chat accepted", id=rec["id"], phone=phone)
         return 200, {"error": 0, "message": "Success", "data": {"message_id": rec["id"]}}
 
@@ -109,29 +97,10 @@ class ChatWebhook:
     def clear(self, req):
         return 200, {"deleted": self.journal.clear()}
 
-    def control_get(self, req):
-        with self.lock:
-            return 200, dict(mode=self.mode, **self.counters)
-
-    def control_set(self, req):
-        try:
-            body = req.json()
-        except (ValueError, UnicodeDecodeError):
-            return 400, {"error": {"code": "bad_json", "message": "body is not UTF-8 JSON"}}
-        if not isinstance(body, dict) or body.get("mode") not in self.MODES:
-            return 400, {"error": {"code": "invalid", "message": "mode must be ok|down",
-                                   "field": "mode"}}
-        with self.lock:
-            self.mode = body["mode"]
-            state = dict(mode=self.mode, **self.counters)
-        self.log("info", "chat mode", mode=self.mode)
-        return 200, state
-
     def html(self):
-        with self.lock:
-            head = "<p>Mode: <b>%s</b>; attempts %d, accepted %d, rejected %d.</p>" % (
-                html.escape(self.mode), self.counters["attempts"], self.counters["accepted"],
-                self.counters["rejected"])
+        st = self.switch.state()
+        head = "<p>Mode: <b>%s</b>; attempts %d, accepted %d, rejected %d.</p>" % (
+            html.escape(st["mode"]), st["attempts"], st["accepted"], st["rejected"])
         msgs = self.journal.list()
         if not msgs:
             return head + "<p class=\"muted\">No chat message yet.</p>"

@@ -22,17 +22,14 @@ bills them: GSM 03.38 (160 characters, 153 per part) or, for Vietnamese with
 diacritics, UCS-2 (70, 67 per part).
 """
 
-import hmac
 import html
 import re
-import threading
-import time
+
+from standin import OutageSwitch, StandIn
 
 E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 MAX_TEXT = 1600  # characters; about 24 UCS-2 parts, more than any notice needs
 MAX_REF = 128
-DEFAULT_DELAY_MS = 5000
-MAX_DELAY_MS = 120000
 DOSSIER_CODE = re.compile(r"\b[0-9A-Z][0-9A-Z.]*-\d{8}-\d{4,}\b")
 
 GSM7_BASIC = set(
@@ -50,17 +47,11 @@ def segments(text):
     return "ucs2", 1 if units <= 70 else -(-units // 67)
 
 
-def _error(code, message, field=None):
-    err = {"code": code, "message": message}
-    if field:
-        err["field"] = field
-    return {"error": err}
-
-
-class SmsGateway:
+class SmsGateway(StandIn):
     name = "sms"
+    noun = "SMS"
     title = "SMS sent (SMS gateway)"
-    MODES = ("ok", "down", "slow")
+    REJECT_LOG = "sms rejected"
     ENDPOINTS = (
         "POST   /sms/send              send an SMS: {\"to\",\"text\",\"ref\"}, Bearer token",
         "GET    /sms/messages          SMS accepted, oldest first (?to=+84... filters)",
@@ -70,13 +61,10 @@ class SmsGateway:
     )
 
     def __init__(self, ctx):
-        self.log = ctx.log
+        super().__init__(ctx)
         self.token = ctx.config["MOTCUA_SANDBOX_SMS_TOKEN"]
-        self.journal = ctx.journal(self.name)
-        self.lock = threading.Lock()
-        self.mode = "ok"
-        self.delay_ms = DEFAULT_DELAY_MS
-        self.counters = {"attempts": 0, "accepted": 0, "rejected": 0}
+        self.switch = OutageSwitch(("ok", "down", "slow"), ("attempts", "accepted", "rejected"),
+                                   delay=True)
         self.routes = {
             ("POST", "/sms/send"): self.send,
             ("GET", "/sms/messages"): self.list,
@@ -86,54 +74,19 @@ class SmsGateway:
             ("POST", "/control/sms"): self.control_set,
         }
 
-    def handle(self, req):
-        path = req.path.rstrip("/") or "/"
-        fn = self.routes.get((req.method, path))
-        if fn is not None:
-            return fn(req)
-        allowed = sorted(m for m, p in self.routes if p == path)
-        if allowed:
-            return 405, _error("method_not_allowed", "use " + " or ".join(allowed)), \
-                {"Allow": ", ".join(allowed)}
-        return 404, _error("not_found", "no such SMS endpoint %s" % req.path)
-
     # ---- the gateway API ----
     def send(self, req):
-        with self.lock:
-            self.counters["attempts"] += 1
-            mode, delay_ms = self.mode, self.delay_ms
-        if mode == "down":
-            return self.reject(503, _error("unavailable", "SMS gateway is down (sandbox outage switch)"),
-                               {"Retry-After": "1"})
-        if mode == "slow":
-            time.sleep(delay_ms / 1000.0)
-        auth = req.headers.get("Authorization") or ""
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.token.encode()):
-            return self.reject(401, _error("unauthorized", "missing or wrong bearer token"),
-                               {"WWW-Authenticate": 'Bearer realm="sms"'})
-        try:
-            body = req.json()
-        except (ValueError, UnicodeDecodeError) as e:
-            return self.reject(400, _error("bad_json", "body is not UTF-8 JSON: %s" % e))
-        problem = validate(body)
-        if problem:
-            return self.reject(400, _error("invalid", problem[1], problem[0]))
+        body, refused = self.admit(req, "SMS gateway is down (sandbox outage switch)", validate)
+        if refused:
+            return refused
         encoding, parts = segments(body["text"])
         rec = self.journal.append({"to": body["to"], "text": body["text"], "ref": body.get("ref"),
                                    "encoding": encoding, "segments": parts, "client": req.client})
-        with self.lock:
-            self.counters["accepted"] += 1
+        self.switch.count("accepted")
         m = DOSSIER_CODE.search(body["text"])
         self.log("info", "sms accepted", id=rec["id"], to=rec["to"], ref=rec["ref"],
                  segments=parts, dossier=m.group(0) if m else None)
         return 200, {"id": rec["id"], "status": "accepted"}
-
-    def reject(self, status, body, headers=None):
-        with self.lock:
-            self.counters["rejected"] += 1
-        self.log("info", "sms rejected", status=status, reason=body["error"]["message"])
-        return status, body, headers or {}
 
     # ---- inspection ----
     def list(self, req):
@@ -148,35 +101,13 @@ class SmsGateway:
         self.log("info", "sms messages cleared", count=n)
         return 200, {"deleted": n}
 
-    # ---- outage switch ----
-    def control_get(self, req):
-        with self.lock:
-            return 200, dict(mode=self.mode, delay_ms=self.delay_ms, **self.counters)
-
-    def control_set(self, req):
-        try:
-            body = req.json()
-        except (ValueError, UnicodeDecodeError) as e:
-            return 400, _error("bad_json", "body is not UTF-8 JSON: %s" % e)
-        if not isinstance(body, dict) or body.get("mode") not in self.MODES:
-            return 400, _error("invalid", "mode must be one of " + "|".join(self.MODES), "mode")
-        delay = body.get("delay_ms", DEFAULT_DELAY_MS)
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY_MS:
-            return 400, _error("invalid", "delay_ms must be an integer 0..%d" % MAX_DELAY_MS, "delay_ms")
-        with self.lock:
-            self.mode, self.delay_ms = body["mode"], delay
-            state = dict(mode=self.mode, delay_ms=self.delay_ms, **self.counters)
-        self.log("info", "sms mode", mode=state["mode"], delay_ms=delay)
-        return 200, state
-
     def html(self):
-        with self.lock:
-            head = ("<p>Mode: <b>%s</b>%s; attempts %d, accepted %d, rejected %d. JSON: "
-                    "<a href=\"/sms/messages\">/sms/messages</a>, "
-                    "<a href=\"/control/sms\">/control/sms</a>.</p>") % (
-                html.escape(self.mode),
-                " (%d ms)" % self.delay_ms if self.mode == "slow" else "",
-                self.counters["attempts"], self.counters["accepted"], self.counters["rejected"])
+        st = self.switch.state()
+        head = ("<p>Mode: <b>%s</b>%s; attempts %d, accepted %d, rejected %d. JSON: "
+                "<a href=\"/sms/messages\">/sms/messages</a>, "
+                "<a href=\"/control/sms\">/control/sms</a>.</p>") % (
+            html.escape(st["mode"]), " (%d ms)" % st["delay_ms"] if st["mode"] == "slow" else "",
+            st["attempts"], st["accepted"], st["rejected"])
         msgs = self.journal.list()
         if not msgs:
             return head + "<p class=\"muted\">No SMS yet.</p>"

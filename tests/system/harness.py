@@ -6,11 +6,14 @@ and kill them with real signals. Nothing here is a mock.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -197,3 +200,160 @@ def create_api_key(database_url, name, scopes, agency=None):
         raise RuntimeError("motcuactl keys create failed (%d): %s%s"
                            % (p.returncode, p.stdout, p.stderr))
     return json.loads(p.stdout)
+
+
+def stop_services(svc):
+    """SIGTERM every still running service of svc (name -> Service) and read its log;
+    returns what went wrong: an unclean exit, a sanitizer report, an error logged."""
+    problems = []
+    for name, s in svc.items():
+        if s.proc and s.proc.poll() is None:
+            rc = s.terminate()
+            if rc != 0:
+                problems.append("%s exited with %s on SIGTERM" % (name, rc))
+        try:
+            with open(s.log_path, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "level=error"):
+            if marker in text:
+                problems.append("%s's log (%s) has %r" % (name, s.log_path, marker))
+    return problems
+
+
+def officer_keys(database_url, agencies):
+    """{agency: key} of a new officer key "officer-<agency>" for each agency (a
+    procedure's steps)."""
+    return {a: create_api_key(database_url, "officer-" + a, "officer", a)["key"]
+            for a in agencies}
+
+
+def case(routing, key, code):
+    """routing's GET /v1/cases/<code> with key: the case, or None when not 200."""
+    status, body = http("GET", routing.url("/v1/cases/" + code),
+                        headers={"Authorization": "Bearer " + key})
+    return body if status == 200 else None
+
+
+def wait_case_state(routing, key, code, state, timeout=20, what=None):
+    """Poll routing's case until it is in state; returns the case."""
+    return wait_for(lambda: (lambda c: c if c and c["state"] == state else None)(
+        case(routing, key, code)), timeout=timeout, what=what or "%s in %s" % (code, state))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def get_raw(url, timeout=30):
+    """(status, headers, text) of a GET, without following redirects."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(url, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode("utf-8", "replace")
+
+
+def new_phone():
+    """A random Vietnamese mobile number, national form: 09xxxxxxxx."""
+    return "09%08d" % (uuid.uuid4().int % 100000000)
+
+
+def e164(phone):
+    """0912345678 -> +84912345678."""
+    return "+84" + phone[1:]
+
+
+SANDBOX = os.path.join(ROOT, "deploy", "sandbox", "sandbox.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+class Sandbox:
+    """The sandbox (deploy/sandbox/sandbox.py: SMTP sink, SMS gateway, chat webhook, bank
+    gateway, carrier) on free ports (port 0; the ports are read from its "ready" log
+    line), journals in directory ("": memory only). env: the stand-ins' settings
+    (MOTCUA_VNPAY_SECRET, MOTCUA_CARRIER_TOKEN, ...) over an environment without the
+    caller's MOTCUA_* variables. Its log lines are kept in lines (and appended to a
+    file in log_dir when given)."""
+
+    def __init__(self, directory="", env=None, log_dir=None):
+        self.directory = directory
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MOTCUA_")}
+        self.env.update(MOTCUA_SANDBOX_DIR=directory, MOTCUA_SANDBOX_PORT="0",
+                        MOTCUA_SANDBOX_SMTP_PORT="0", MOTCUA_SANDBOX_HOST="127.0.0.1",
+                        MOTCUA_LOG_FORMAT="kv")
+        self.env.update(env or {})
+        self.log_path = os.path.join(log_dir, "sandbox-%s.log" % uuid.uuid4().hex[:6]) \
+            if log_dir else None
+        self.proc = None
+        self.lines = []
+
+    def start(self, timeout=15):
+        """Start it and wait for its "ready" line; returns self."""
+        self.lines = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen([PYTHON, SANDBOX], env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("sandbox not ready:\n" + self.log())
+        ready = next(l for l in self.lines if 'msg="ready"' in l)
+        self.http_port = int(re.search(r"http_port=(\d+)", ready).group(1))
+        self.smtp_port = int(re.search(r"smtp_port=(\d+)", ready).group(1))
+        self.base = "http://127.0.0.1:%d" % self.http_port
+        return self
+
+    def _read(self):
+        log = open(self.log_path, "a") if self.log_path else None
+        try:
+            for raw in self.proc.stderr:
+                line = raw.decode("utf-8", "replace")
+                self.lines.append(line)
+                if log:
+                    log.write(line)
+                    log.flush()
+                if 'msg="ready"' in line:
+                    self.ready.set()
+        finally:
+            if log:
+                log.close()
+
+    def stop(self):
+        """SIGTERM and wait (SIGKILL after 10 s); returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.reader.join(5)
+            self.proc.stderr.close()
+
+    def url(self, path):
+        return self.base + path
+
+    def log(self):
+        return "".join(self.lines)[-6000:]
+
+    def http(self, method, path, body=None, headers=None, raw=None):
+        """(status, headers, decoded JSON or text) of one request to path."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.url(path), data=data, method=method,
+                                     headers=dict({"Content-Type": "application/json"},
+                                                  **(headers or {})))
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, hdrs, payload = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            status, hdrs, payload = e.code, e.headers, e.read()
+        text = payload.decode("utf-8")
+        if hdrs.get("Content-Type", "").startswith("application/json"):
+            return status, hdrs, json.loads(text)
+        return status, hdrs, text

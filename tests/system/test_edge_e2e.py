@@ -34,13 +34,11 @@ import re
 import tempfile
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
 import harness
-from test_sandbox import Sandbox
+from harness import e164, get_raw, new_phone
 
 ROOT = harness.ROOT
 PROCEDURE = "2.000635"  # Cấp bản sao Trích lục hộ tịch: level 4, fee 8 000, post allowed
@@ -77,29 +75,6 @@ def iso_to_vn(iso):
     return "%s:%s ngày %s/%s/%s" % (iso[11:13], iso[14:16], iso[8:10], iso[5:7], iso[0:4])
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def get_raw(url, timeout=30):
-    """(status, headers, text) without following redirects."""
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(url, timeout=timeout) as r:
-            return r.status, r.headers, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode("utf-8", "replace")
-
-
-def new_phone():
-    return "09%08d" % (uuid.uuid4().int % 100000000)
-
-
-def e164(phone):
-    return "+84" + phone[1:]
-
-
 class Suite:
     """The six services and the sandbox, started once for the module."""
 
@@ -114,22 +89,22 @@ class Suite:
             env = harness.suite_env(cls.db)
             url = {n: "http://127.0.0.1:%s" % env["MOTCUA_%s_HTTP_PORT" % n.upper()]
                    for n in harness.SERVICES}
-            cls.sb = Sandbox(os.path.join(cls.tmp, "sandbox"), {
+            cls.sb = harness.Sandbox(os.path.join(cls.tmp, "sandbox"), {
                 "MOTCUA_VNPAY_SECRET": SECRET,
                 "MOTCUA_PAYMENT_IPN_URL": url["payment"] + "/v1/payments/ipn",
                 "MOTCUA_CARRIER_TOKEN": CARRIER_TOKEN,
                 "MOTCUA_CARRIER_WEBHOOK_SECRET": CARRIER_SECRET,
                 "MOTCUA_CARRIER_WEBHOOK_URL": url["postal"] + "/v1/postal/webhook",
-                "MOTCUA_LOG_LEVEL": "info"})
+                "MOTCUA_LOG_LEVEL": "info"}).start()
             env.update({
                 # payment (and routing's pay link, intake's payment_url)
                 "MOTCUA_PAYMENT_PUBLIC_URL": url["payment"],
-                "MOTCUA_VNPAY_URL": cls.sb.base + "/vnpay/pay",
+                "MOTCUA_VNPAY_URL": cls.sb.url("/vnpay/pay"),
                 "MOTCUA_VNPAY_SECRET": SECRET,
                 "MOTCUA_VNPAY_TMN_CODE": TMN,
                 "MOTCUA_PAYMENT_SWEEP_MS": "1000",
                 # postal
-                "MOTCUA_CARRIER_URL": cls.sb.base + "/carrier",
+                "MOTCUA_CARRIER_URL": cls.sb.url("/carrier"),
                 "MOTCUA_CARRIER_TOKEN": CARRIER_TOKEN,
                 "MOTCUA_CARRIER_WEBHOOK_SECRET": CARRIER_SECRET,
                 "MOTCUA_INTAKE_URL": url["intake"],
@@ -139,8 +114,8 @@ class Suite:
                 "MOTCUA_POSTAL_LEASE_MS": "3500",
                 # notify
                 "MOTCUA_SMTP_URL": "smtp://127.0.0.1:%d" % cls.sb.smtp_port,
-                "MOTCUA_SMS_URL": cls.sb.base + "/sms/send",
-                "MOTCUA_CHAT_URL": cls.sb.base + "/chat/send",
+                "MOTCUA_SMS_URL": cls.sb.url("/sms/send"),
+                "MOTCUA_CHAT_URL": cls.sb.url("/chat/send"),
                 "MOTCUA_NOTIFY_LINK": LINK,
                 "MOTCUA_NOTIFY_TICK_MS": "100",
                 "MOTCUA_NOTIFY_RETRIES": "2",
@@ -154,8 +129,7 @@ class Suite:
                 s.start(wait=False)
             for s in cls.svc.values():
                 s.wait_ready()
-            cls.keys = {a: harness.create_api_key(cls.db, "officer-" + a, "officer", a)["key"]
-                        for a in (DESK, CIVIL, LEADER)}
+            cls.keys = harness.officer_keys(cls.db, (DESK, CIVIL, LEADER))
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
         except Exception:
             cls.stop()
@@ -163,20 +137,7 @@ class Suite:
 
     @classmethod
     def stop(cls):
-        problems = []
-        for name, s in cls.svc.items():
-            if s.proc and s.proc.poll() is None:
-                rc = s.terminate()
-                if rc != 0:
-                    problems.append("%s exited with %s on SIGTERM" % (name, rc))
-            try:
-                with open(s.log_path, errors="replace") as f:
-                    text = f.read()
-            except OSError:
-                text = ""
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "level=error"):
-                if marker in text:
-                    problems.append("%s's log (%s) has %r" % (name, s.log_path, marker))
+        problems = harness.stop_services(cls.svc)
         if cls.sb and cls.sb.stop() != 0:
             problems.append("sandbox did not exit 0")
         cls.pg.stop()
@@ -249,8 +210,8 @@ class EdgeE2E(unittest.TestCase):
         return c
 
     def wait_state(self, code, state, timeout=20):
-        return harness.wait_for(lambda: (lambda c: c if c["state"] == state else None)(
-            self.case(code)), timeout=timeout, what="%s in %s" % (code, state))
+        return harness.wait_case_state(self.svc("routing"), self.s.operator, code, state,
+                                       timeout=timeout)
 
     def act(self, code, action, agency=None, note=None, expect=200):
         body = {"action": action, "officer": "Trần Văn Cán Bộ"}

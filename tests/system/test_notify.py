@@ -17,14 +17,13 @@ import hashlib
 import hmac
 import json
 import os
-import random
 import tempfile
 import time
 import unittest
 import uuid
 
 import harness
-from test_sandbox import Sandbox
+from harness import e164, new_phone
 
 ROOT = harness.ROOT
 with open(os.path.join(ROOT, "deploy", "data", "catalog", "procedures.json"), encoding="utf-8") as _f:
@@ -38,29 +37,21 @@ def bearer(key):
     return {"Authorization": "Bearer " + key}
 
 
-def new_phone():
-    return "09" + "".join(random.choice("0123456789") for _ in range(8))
-
-
-def e164(phone):
-    return "+84" + phone[1:]
-
-
 class NotifyTest(unittest.TestCase):
     maxDiff = None
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="motcua-notify-")
-        cls.sb = Sandbox(os.path.join(cls.tmp.name, "sandbox"))
+        cls.sb = harness.Sandbox(os.path.join(cls.tmp.name, "sandbox")).start()
         cls.pg = harness.Postgres()
         try:
             cls.db = cls.pg.database()
             env = harness.suite_env(cls.db)
             env.update({
                 "MOTCUA_SMTP_URL": "smtp://127.0.0.1:%d" % cls.sb.smtp_port,
-                "MOTCUA_SMS_URL": cls.sb.base + "/sms/send",
-                "MOTCUA_CHAT_URL": cls.sb.base + "/chat/send",
+                "MOTCUA_SMS_URL": cls.sb.url("/sms/send"),
+                "MOTCUA_CHAT_URL": cls.sb.url("/chat/send"),
                 "MOTCUA_SMS_RECEIPT_SECRET": SECRET,
                 "MOTCUA_NOTIFY_TICK_MS": "100",
                 "MOTCUA_NOTIFY_RETRIES": "3",
@@ -87,20 +78,7 @@ class NotifyTest(unittest.TestCase):
 
     @classmethod
     def stop_all(cls):
-        problems = []
-        for name, s in getattr(cls, "svc", {}).items():
-            if s.proc and s.proc.poll() is None:
-                rc = s.terminate()
-                if rc != 0:
-                    problems.append("%s exited with %s on SIGTERM" % (name, rc))
-            try:
-                with open(s.log_path, errors="replace") as f:
-                    text = f.read()
-            except OSError:
-                text = ""
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "level=error"):
-                if marker in text:
-                    problems.append("%s's log (%s) has %r" % (name, s.log_path, marker))
+        problems = harness.stop_services(getattr(cls, "svc", {}))
         cls.pg.stop()
         cls.sb.stop()
         return problems

@@ -17,18 +17,15 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import threading
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
 import harness
+from harness import get_raw
 
 ROOT = harness.ROOT
 SECRET = "MOTCUASANDBOXSECRET"
@@ -36,7 +33,6 @@ TMN = "MOTCUA01"
 PROCEDURE = "2.000635"  # Cấp bản sao Trích lục hộ tịch: level 4, fee 8 000 VND
 FEE = 8000
 DESK = "000.01.31.H99"  # the agency of its first step: receives it
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 
 with open(os.path.join(ROOT, "deploy", "data", "catalog", "procedures.json"),
           encoding="utf-8") as _f:
@@ -64,51 +60,7 @@ def signed(params, secret=SECRET):
     return urllib.parse.urlencode(q)
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def get_raw(url, timeout=30):
-    """(status, headers, text) without following redirects."""
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(url, timeout=timeout) as r:
-            return r.status, r.headers, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode("utf-8", "replace")
-
-
 # ---------------------------------------------------------------- the suite
-
-class Sandbox:
-    def __init__(self, env, log_dir):
-        self.port = harness.free_port()
-        env = dict(env, MOTCUA_SANDBOX_PORT=str(self.port),
-                   MOTCUA_SANDBOX_SMTP_PORT=str(harness.free_port()),
-                   MOTCUA_SANDBOX_HOST="127.0.0.1", MOTCUA_SANDBOX_DIR="")
-        self.log_path = os.path.join(log_dir, "sandbox-%s.log" % uuid.uuid4().hex[:6])
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([PYTHON, os.path.join(ROOT, "deploy", "sandbox", "sandbox.py")],
-                                     env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        log.close()
-        self.base = "http://127.0.0.1:%d" % self.port
-        harness.wait_for(self._up, timeout=20, what="sandbox")
-
-    def _up(self):
-        try:
-            return harness.http("GET", self.base + "/healthz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
 
 class Suite:
     @classmethod
@@ -119,7 +71,6 @@ class Suite:
         try:
             cls.db = cls.pg.database()
             env = harness.suite_env(cls.db)
-            sandbox_port_env = {k: v for k, v in env.items() if not k.startswith("ASAN")}
             pay_url = "http://127.0.0.1:%s" % env["MOTCUA_PAYMENT_HTTP_PORT"]
             env["MOTCUA_PAYMENT_PUBLIC_URL"] = pay_url
             env["MOTCUA_PAYMENT_SWEEP_MS"] = "200"
@@ -128,11 +79,11 @@ class Suite:
             env["MOTCUA_ROUTING_SWEEP_MS"] = "1000"
             env["MOTCUA_VNPAY_SECRET"] = SECRET
             env["MOTCUA_VNPAY_TMN_CODE"] = TMN
-            sandbox_port_env.update(MOTCUA_VNPAY_SECRET=SECRET,
-                                    MOTCUA_PAYMENT_IPN_URL=pay_url + "/v1/payments/ipn")
             cls.logs = tempfile.mkdtemp(prefix="motcua-payment-")
-            cls.sandbox = Sandbox(sandbox_port_env, cls.logs)
-            env["MOTCUA_VNPAY_URL"] = cls.sandbox.base + "/vnpay/pay"
+            cls.sandbox = harness.Sandbox("", {
+                "MOTCUA_VNPAY_SECRET": SECRET,
+                "MOTCUA_PAYMENT_IPN_URL": pay_url + "/v1/payments/ipn"}, log_dir=cls.logs).start()
+            env["MOTCUA_VNPAY_URL"] = cls.sandbox.url("/vnpay/pay")
             cls.env = env
             # notify takes the applicant's notifications; the payment walk does not
             # depend on it, so a tree where notify does not build still tests payment.
@@ -153,20 +104,7 @@ class Suite:
 
     @classmethod
     def stop(cls):
-        problems = []
-        for name, s in cls.svc.items():
-            if s.proc and s.proc.poll() is None:
-                rc = s.terminate()
-                if rc != 0:
-                    problems.append("%s exited with %s on SIGTERM" % (name, rc))
-            try:
-                with open(s.log_path, errors="replace") as f:
-                    text = f.read()
-            except OSError:
-                text = ""
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "level=error"):
-                if marker in text:
-                    problems.append("%s's log (%s) has %r" % (name, s.log_path, marker))
+        problems = harness.stop_services(cls.svc)
         if cls.sandbox:
             if cls.sandbox.stop() != 0:
                 problems.append("sandbox did not exit 0")
@@ -252,14 +190,14 @@ class Payment(unittest.TestCase):
         location = headers["Location"]
         url = urllib.parse.urlsplit(location)
         self.assertEqual("%s://%s%s" % (url.scheme, url.netloc, url.path),
-                         self.s.sandbox.base + "/vnpay/pay")
+                         self.s.sandbox.url("/vnpay/pay"))
         q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         return location, q
 
     def act(self, txn, outcome, **extra):
         """The applicant's choice on the gateway page: (status, headers)."""
         q = urllib.parse.urlencode(dict(txn=txn, outcome=outcome, **extra))
-        status, headers, body = get_raw(self.s.sandbox.base + "/vnpay/act?" + q, timeout=60)
+        status, headers, body = get_raw(self.s.sandbox.url("/vnpay/act?" + q), timeout=60)
         self.assertEqual(status, 302, body)
         return headers
 
@@ -282,7 +220,7 @@ class Payment(unittest.TestCase):
         return tuple(int(x) for x in out.split("|"))
 
     def sandbox(self, method, path, body=None):
-        status, a = harness.http(method, self.s.sandbox.base + path, body)
+        status, a = harness.http(method, self.s.sandbox.url(path), body)
         self.assertIn(status, (200, 201), a)
         return a
 
@@ -485,7 +423,7 @@ class Payment(unittest.TestCase):
         self.receive(code, token)
         _, q = self.pay_link(code, token)
         self.assertEqual(q["vnp_TxnRef"], order_id)
-        get_raw(self.s.sandbox.base + "/vnpay/pay?" + urllib.parse.urlencode(q))
+        get_raw(self.s.sandbox.url("/vnpay/pay?" + urllib.parse.urlencode(q)))
         headers = self.act(order_id, "cancel")
         self.assertEqual(json.loads(headers["X-Ipn-Replies"])[0]["RspCode"], "00")
         o = self.order(order_id)
@@ -498,7 +436,7 @@ class Payment(unittest.TestCase):
         _, q = self.pay_link(code, token)
         self.assertNotEqual(q["vnp_TxnRef"], order_id)
         self.assertEqual(q["vnp_SecureHash"], vnp_sign(q))
-        get_raw(self.s.sandbox.base + "/vnpay/pay?" + urllib.parse.urlencode(q))
+        get_raw(self.s.sandbox.url("/vnpay/pay?" + urllib.parse.urlencode(q)))
         headers = self.act(q["vnp_TxnRef"], "paid")
         self.assertEqual(json.loads(headers["X-Ipn-Replies"])[0]["RspCode"], "00")
         self.wait_status(code, token, "IN_PROGRESS")
@@ -521,7 +459,7 @@ class Payment(unittest.TestCase):
         code, token, order_id = self.submit()
         self.receive(code, token)
         _, q = self.pay_link(code, token)
-        get_raw(self.s.sandbox.base + "/vnpay/pay?" + urllib.parse.urlencode(q))
+        get_raw(self.s.sandbox.url("/vnpay/pay?" + urllib.parse.urlencode(q)))
         self.payment.kill()
         try:
             headers = self.act(order_id, "paid")
@@ -530,7 +468,7 @@ class Payment(unittest.TestCase):
             self.payment.start()
         self.assertEqual(self.order(order_id)["state"], "pending")
         # The gateway sends the IPN again (its journal has the query it sent).
-        status, t = harness.http("GET", self.s.sandbox.base + "/vnpay/transactions")
+        status, t = harness.http("GET", self.s.sandbox.url("/vnpay/transactions"))
         query = [r["query"] for r in t["transactions"]
                  if r.get("kind") == "ipn" and r["txn"] == order_id][-1]
         self.assertEqual(self.ipn(query), "00")

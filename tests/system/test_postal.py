@@ -12,7 +12,6 @@ Run: cd tests/system && /usr/bin/python3 run.py test_postal"""
 import hashlib
 import hmac
 import json
-import os
 import time
 import unittest
 import urllib.error
@@ -20,7 +19,6 @@ import urllib.request
 import uuid
 
 import harness
-from test_payment import Sandbox
 
 WARD = "000.00.31.H99"  # Phường Đông Hưng: its desk and civil-status officer are below it
 PROCEDURE = "2.000635"  # Cấp bản sao Trích lục hộ tịch: returned by post on request
@@ -44,13 +42,13 @@ class Suite:
         try:
             cls.db = cls.pg.database()
             env = harness.suite_env(cls.db)
-            sandbox_env = {k: v for k, v in env.items() if not k.startswith("ASAN")}
             postal_url = "http://127.0.0.1:%s" % env["MOTCUA_POSTAL_HTTP_PORT"]
-            sandbox_env.update(MOTCUA_CARRIER_WEBHOOK_URL=postal_url + "/v1/postal/webhook",
-                               MOTCUA_CARRIER_TOKEN=TOKEN, MOTCUA_CARRIER_WEBHOOK_SECRET=SECRET)
             cls.logs = harness.tempfile.mkdtemp(prefix="motcua-postal-")
-            cls.sandbox = Sandbox(sandbox_env, cls.logs)
-            env.update(MOTCUA_CARRIER_URL=cls.sandbox.base + "/carrier",
+            cls.sandbox = harness.Sandbox("", {
+                "MOTCUA_CARRIER_WEBHOOK_URL": postal_url + "/v1/postal/webhook",
+                "MOTCUA_CARRIER_TOKEN": TOKEN, "MOTCUA_CARRIER_WEBHOOK_SECRET": SECRET},
+                log_dir=cls.logs).start()
+            env.update(MOTCUA_CARRIER_URL=cls.sandbox.url("/carrier"),
                        MOTCUA_CARRIER_TOKEN=TOKEN, MOTCUA_CARRIER_WEBHOOK_SECRET=SECRET,
                        MOTCUA_INTAKE_URL="http://127.0.0.1:%s" % env["MOTCUA_INTAKE_HTTP_PORT"],
                        MOTCUA_POSTAL_TICK_MS="200", MOTCUA_POSTAL_BACKOFF_MS="300",
@@ -72,20 +70,7 @@ class Suite:
 
     @classmethod
     def stop(cls):
-        problems = []
-        for name, s in cls.svc.items():
-            if s.proc and s.proc.poll() is None:
-                rc = s.terminate()
-                if rc != 0:
-                    problems.append("%s exited with %s on SIGTERM" % (name, rc))
-            try:
-                with open(s.log_path, errors="replace") as f:
-                    text = f.read()
-            except OSError:
-                text = ""
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "level=error"):
-                if marker in text:
-                    problems.append("%s's log (%s) has %r" % (name, s.log_path, marker))
+        problems = harness.stop_services(cls.svc)
         if cls.sandbox and cls.sandbox.stop() != 0:
             problems.append("sandbox did not exit 0")
         cls.pg.stop()
@@ -129,9 +114,7 @@ class Postal(unittest.TestCase):
         return code
 
     def case(self, code):
-        status, body = harness.http("GET", self.routing.url("/v1/cases/" + code),
-                                    headers={"Authorization": "Bearer " + self.s.operator})
-        return body if status == 200 else None
+        return harness.case(self.routing, self.s.operator, code)
 
     def walk(self, code):
         for action in ("forward", "forward", "approve", "result_ready"):
@@ -215,8 +198,8 @@ class Postal(unittest.TestCase):
             self.assertEqual(self.shipment(code), (status, tracking))
         http, answer = self.advance(tracking, "delivered")
         self.assertEqual((http, answer["verdict"]), (200, "applied"), answer)
-        case = harness.wait_for(lambda: (lambda c: c if c and c["state"] == "RETURNED" else None)(
-            self.case(code)), what="RETURNED")
+        case = harness.wait_case_state(self.routing, self.s.operator, code, "RETURNED",
+                                       what="RETURNED")
         self.assertIn("result delivered by post, tracking " + tracking, case["events"][-1]["note"])
         delivered = self.wait_notified(code, "delivered")
         self.assertEqual(delivered[0]["tracking"], tracking)

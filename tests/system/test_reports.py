@@ -54,9 +54,10 @@ class ReportsTest(unittest.TestCase):
         return code
 
     def case(self, code):
-        status, body = harness.http("GET", self.svc["routing"].url("/v1/cases/" + code),
-                                    headers={"Authorization": "Bearer " + self.key})
-        return body if status == 200 else None
+        return harness.case(self.svc["routing"], self.key, code)
+
+    def wait_state(self, code, state, what):
+        return harness.wait_case_state(self.svc["routing"], self.key, code, state, what=what)
 
     def act(self, code, action, note=None):
         status, body = harness.http(
@@ -85,8 +86,7 @@ class ReportsTest(unittest.TestCase):
         self.assertEqual((case["state"], case["paused"]), ("AWAITING_PAYMENT", True))
         paid = field(1, code) + field(2, "ORDER1") + field(3, 8000) + field(4, "TXN9")
         self.report(25, paid, code, "payment", "PaymentSettled")
-        case = harness.wait_for(lambda: (lambda c: c if c["state"] == "IN_PROGRESS" else None)(
-            self.case(code)), what="IN_PROGRESS after payment")
+        case = self.wait_state(code, "IN_PROGRESS", "IN_PROGRESS after payment")
         self.assertFalse(case["paused"])
         self.assertIn("fee paid online: 8000 VND, order ORDER1", case["events"][-1]["note"])
         self.assertEqual(case["events"][-1]["actor"], "payment")
@@ -121,8 +121,7 @@ class ReportsTest(unittest.TestCase):
         self.report(30, failed, code, "postal", "DeliveryFailed")
         delivered = field(1, code) + field(2, "VN123") + field(3, int(time.time() * 1000))
         self.report(29, delivered, code, "postal", "ResultDelivered")
-        case = harness.wait_for(lambda: (lambda c: c if c["state"] == "RETURNED" else None)(
-            self.case(code)), what="RETURNED")
+        case = self.wait_state(code, "RETURNED", "RETURNED")
         notes = [e["note"] for e in case["events"]]
         self.assertTrue(any("a delivery attempt failed" in n for n in notes), notes)
         self.assertIn("result delivered by post, tracking VN123", notes[-1])

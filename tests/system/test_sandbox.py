@@ -9,24 +9,17 @@ Run: /usr/bin/python3 -m unittest tests/system/test_sandbox.py -v
 
 import json
 import os
-import re
-import signal
 import smtplib
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SANDBOX = os.path.join(ROOT, "deploy", "sandbox", "sandbox.py")
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run from the root, too
+import harness  # noqa: E402
 
 SUBJECT = "Hồ sơ G09.20-20260609-0092637 đã được tiếp nhận"
 BODY = ("Kính gửi ông Nguyễn Văn Bình,\n"
@@ -37,60 +30,12 @@ SMS_TEXT = "UBND xã: hồ sơ G09.20-20260609-0092637 đã có kết quả, m�
 TOKEN = "sandbox-sms-token"
 
 
-class Sandbox:
-    """One sandbox process on free ports, its log lines collected."""
+class Sandbox(harness.Sandbox):
+    """harness.Sandbox, started, with an SMS helper."""
 
     def __init__(self, directory, extra_env=None):
-        env = dict(os.environ, MOTCUA_SANDBOX_DIR=directory, MOTCUA_SANDBOX_PORT="0",
-                   MOTCUA_SANDBOX_SMTP_PORT="0", MOTCUA_SANDBOX_HOST="127.0.0.1",
-                   MOTCUA_LOG_FORMAT="kv")
-        env.pop("MOTCUA_SANDBOX_SMS_TOKEN", None)
-        env.update(extra_env or {})
-        self.proc = subprocess.Popen([PYTHON, SANDBOX], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.lines = []
-        self.ready = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        if not self.ready.wait(15):
-            self.proc.kill()
-            raise RuntimeError("sandbox not ready:\n" + "".join(self.lines))
-        ready = next(l for l in self.lines if 'msg="ready"' in l)
-        self.http_port = int(re.search(r"http_port=(\d+)", ready).group(1))
-        self.smtp_port = int(re.search(r"smtp_port=(\d+)", ready).group(1))
-        self.base = "http://127.0.0.1:%d" % self.http_port
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace")
-            self.lines.append(line)
-            if 'msg="ready"' in line:
-                self.ready.set()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.reader.join(5)
-            self.proc.stderr.close()
-
-    def http(self, method, path, body=None, headers=None, raw=None):
-        """(status, headers, decoded JSON or text) of one request."""
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers=dict({"Content-Type": "application/json"}, **(headers or {})))
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                status, hdrs, payload = r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            status, hdrs, payload = e.code, e.headers, e.read()
-        text = payload.decode("utf-8")
-        if hdrs.get("Content-Type", "").startswith("application/json"):
-            return status, hdrs, json.loads(text)
-        return status, hdrs, text
+        super().__init__(directory, extra_env)
+        self.start()
 
     def send_sms(self, body, token=TOKEN, raw=None):
         headers = {"Authorization": "Bearer " + token} if token is not None else {}
