@@ -61,6 +61,8 @@ static const struct {
     {MOTCUA__V1__ENVELOPE__BODY_RESULT_READY, "ResultReady", to_postal, 1},
     {MOTCUA__V1__ENVELOPE__BODY_RESULT_DELIVERED, "ResultDelivered", to_routing, 1},
     {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, "DeliveryFailed", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_COMPLETED, "HandoffCompleted", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_FAILED, "HandoffFailed", to_routing, 1},
     {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, "BusProbe", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_ACK, "Ack", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_NACK, "Nack", NULL, 0},
