@@ -121,53 +121,6 @@ static void on_emitted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     mc_db_query(conn, "COMMIT", NULL, 0, on_committed, a);
 }
 
-/* HandoffRequested for a step done outside motcua. */
-static void emit_handoff(act_t *a)
-{
-    json_t *st = a->handoff_step;
-    Motcua__V1__Step step = MOTCUA__V1__STEP__INIT;
-    Motcua__V1__HandoffRequested h = MOTCUA__V1__HANDOFF_REQUESTED__INIT;
-    Motcua__V1__Applicant ap = MOTCUA__V1__APPLICANT__INIT;
-    mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
-    json_t *applicant = json_object_get(a->c, "applicant");
-    step.name = (char *)jstr(st, "name");
-    step.agency_code = (char *)jstr(st, "agency");
-    step.days = json_number_value(json_object_get(st, "days"));
-    step.external = 1;
-    ap.name = (char *)jstr(applicant, "name");
-    ap.phone = (char *)jstr(applicant, "phone");
-    ap.email = (char *)jstr(applicant, "email");
-    ap.address = (char *)jstr(applicant, "address");
-    json_t *docs = json_object_get(a->c, "documents");
-    size_t nd = json_array_size(docs);
-    Motcua__V1__Document *dv = mc_alloc(sizeof *dv * (nd ? nd : 1));
-    Motcua__V1__Document **dp = mc_alloc(sizeof *dp * (nd ? nd : 1));
-    for (size_t i = 0; i < nd; i++) {
-        json_t *d = json_array_get(docs, i);
-        motcua__v1__document__init(&dv[i]);
-        dv[i].kind = (char *)jstr(d, "kind");
-        dv[i].name = (char *)jstr(d, "name");
-        dv[i].sha256 = (char *)jstr(d, "sha256");
-        dv[i].size = jint(d, "size");
-        dp[i] = &dv[i];
-    }
-    h.code = a->code;
-    h.procedure_code = (char *)jstr(a->c, "procedure_code");
-    h.step_index = a->new_step;
-    h.step = &step;
-    h.due_at_ms = a->step_due_ms;
-    h.applicant = &ap;
-    h.n_documents = nd;
-    h.documents = dp;
-    h.note = a->note ? a->note : "";
-    env.dossier_code = a->code;
-    env.body_case = MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED;
-    env.handoff_requested = &h;
-    mc_outbox_add(a->outbox, &env, mc_http_header(a->req, "x-trace-id"), NULL);
-    free(dv);
-    free(dp);
-}
-
 /* ResultReady: postal ships it when it goes back by post. */
 static void emit_result_ready(act_t *a)
 {
@@ -200,7 +153,8 @@ static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     a->outbox = mc_outbox_new("routing");
     change_emit(a->outbox, &a->ch);
     if (a->handoff_step)
-        emit_handoff(a);
+        change_emit_handoff(a->outbox, a->code, a->c, a->new_step, a->handoff_step, a->step_due_ms,
+                            a->note, mc_http_header(a->req, "x-trace-id"));
     if (a->action == MC_ACT_RESULT_READY)
         emit_result_ready(a);
     mc_outbox_write(a->outbox, conn, on_emitted, a);
@@ -247,7 +201,10 @@ static int decide(act_t *a)
     /* The receiving desk also records withdrawals and hands results back. */
     int desk_action = a->action == MC_ACT_WITHDRAW || a->action == MC_ACT_RESULT_READY ||
                       a->action == MC_ACT_RETURN;
-    if (!covers_step && !(desk_action && covers_desk)) {
+    /* A step done outside motcua has no officer here: when it is back, the receiving
+     * desk carries the case on (approves, refuses, hands off again). */
+    int outside = json_is_true(json_object_get(cur, "external"));
+    if (!covers_step && !((desk_action || outside) && covers_desk)) {
         act_refuse(a, 403, "forbidden",
                    "this dossier is not in your agency's queue (its current step belongs to "
                    "another agency)",

@@ -134,3 +134,55 @@ void change_pay_link(const char *code, char *out, size_t len)
     snprintf(out, len, "%s/v1/payments/pay/%s", base && *base ? base : "http://127.0.0.1:8083",
              code);
 }
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+void change_emit_handoff(mc_outbox_t *ob, const char *code, json_t *c, int step_index, json_t *st,
+                         int64_t step_due_ms, const char *note, const char *trace)
+{
+    Motcua__V1__Step step = MOTCUA__V1__STEP__INIT;
+    Motcua__V1__HandoffRequested h = MOTCUA__V1__HANDOFF_REQUESTED__INIT;
+    Motcua__V1__Applicant ap = MOTCUA__V1__APPLICANT__INIT;
+    mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
+    json_t *applicant = json_object_get(c, "applicant");
+    step.name = (char *)jstr(st, "name");
+    step.agency_code = (char *)jstr(st, "agency");
+    step.days = json_number_value(json_object_get(st, "days"));
+    step.external = 1;
+    ap.name = (char *)jstr(applicant, "name");
+    ap.phone = (char *)jstr(applicant, "phone");
+    ap.email = (char *)jstr(applicant, "email");
+    ap.address = (char *)jstr(applicant, "address");
+    json_t *docs = json_object_get(c, "documents");
+    size_t nd = json_array_size(docs);
+    Motcua__V1__Document *dv = mc_alloc(sizeof *dv * (nd ? nd : 1));
+    Motcua__V1__Document **dp = mc_alloc(sizeof *dp * (nd ? nd : 1));
+    for (size_t i = 0; i < nd; i++) {
+        json_t *d = json_array_get(docs, i);
+        motcua__v1__document__init(&dv[i]);
+        dv[i].kind = (char *)jstr(d, "kind");
+        dv[i].name = (char *)jstr(d, "name");
+        dv[i].sha256 = (char *)jstr(d, "sha256");
+        dv[i].size = json_integer_value(json_object_get(d, "size"));
+        dp[i] = &dv[i];
+    }
+    h.code = (char *)code;
+    h.procedure_code = (char *)jstr(c, "procedure_code");
+    h.step_index = step_index;
+    h.step = &step;
+    h.due_at_ms = step_due_ms;
+    h.applicant = &ap;
+    h.n_documents = nd;
+    h.documents = dp;
+    h.note = (char *)(note ? note : "");
+    env.dossier_code = (char *)code;
+    env.body_case = MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED;
+    env.handoff_requested = &h;
+    mc_outbox_add(ob, &env, trace, NULL);
+    free(dv);
+    free(dp);
+}

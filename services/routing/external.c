@@ -19,6 +19,7 @@ typedef struct {
     mc_outbox_t *outbox;
     change_t ch;
     change_rows_t rows;
+    json_t *handoff_step; /* borrowed from c: the next step goes outside motcua too */
     char note[300];
 } ext_t;
 
@@ -50,6 +51,9 @@ static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     }
     e->outbox = mc_outbox_new("routing");
     change_emit(e->outbox, &e->ch);
+    if (e->handoff_step)
+        change_emit_handoff(e->outbox, e->ch.code, e->c, e->rows.new_step, e->handoff_step,
+                            e->rows.step_due_ms, NULL, e->ch.trace);
     mc_outbox_write(e->outbox, conn, on_emitted, e);
 }
 
@@ -174,6 +178,74 @@ static void decide_delivery_failed(ext_t *e, mc_state_t state)
     e->ch.nstates = 1;
 }
 
+/* The other agency finished its step: the next step starts (and is handed off again
+ * if it is outside motcua too); after the last one the case waits for approval. */
+static void decide_handoff_completed(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__HandoffCompleted *h = mc_bus_msg_envelope(e->msg)->handoff_completed;
+    int step = e->rows.step;
+    json_t *steps = json_object_get(e->c, "steps");
+    snprintf(e->note, sizeof e->note, "%s finished its step%s%s", h->agency_code,
+             h->result[0] ? ": " : "", h->result);
+    if (h->step_index != step) {
+        size_t len = strlen(e->note);
+        snprintf(e->note + len, sizeof e->note - len, " (step %d; the case is at step %d)",
+                 h->step_index, step);
+        e->ch.states[0] = state;
+        e->ch.nstates = 1;
+        return;
+    }
+    apply(e, state, MC_ACT_HANDOFF_COMPLETED);
+    if (e->ch.states[0] == state)
+        return;
+    e->rows.done_old = 1;
+    json_t *next = json_array_get(steps, (size_t)step + 1);
+    if (!next)
+        return; /* the last step is done: an officer approves or refuses */
+    e->rows.new_step = step + 1;
+    e->rows.start_new = 1;
+    e->rows.step_due_ms =
+        deadline_due(e->svc, mc_wall_ms(), json_number_value(json_object_get(next, "days")), NULL);
+    e->ch.step_name = jstr(next, "name");
+    e->ch.step_agency = jstr(next, "agency");
+    e->ch.agency = e->ch.step_agency;
+    mc_state_t again;
+    if (json_is_true(json_object_get(next, "external")) &&
+        mc_state_next(e->ch.states[0], MC_ACT_HAND_OFF, &again) == MC_OK) {
+        e->ch.states[e->ch.nstates++] = again;
+        e->handoff_step = next;
+    }
+}
+
+/* The other agency refused the step, or it could not be done in time: the step before
+ * it is in charge again, so its officers can hand it off again or refuse the dossier. */
+static void decide_handoff_failed(ext_t *e, mc_state_t state)
+{
+    const Motcua__V1__HandoffFailed *h = mc_bus_msg_envelope(e->msg)->handoff_failed;
+    int step = e->rows.step;
+    snprintf(e->note, sizeof e->note, "%s %s: %s", h->agency_code,
+             h->rejected ? "refused its step" : "did not finish its step", h->reason);
+    if (h->step_index != step || step == 0) {
+        size_t len = strlen(e->note);
+        snprintf(e->note + len, sizeof e->note - len, " (step %d; the case is at step %d)",
+                 h->step_index, step);
+        e->ch.states[0] = state;
+        e->ch.nstates = 1;
+        return;
+    }
+    apply(e, state, MC_ACT_HANDOFF_COMPLETED);
+    if (e->ch.states[0] == state)
+        return;
+    json_t *prev = json_array_get(json_object_get(e->c, "steps"), (size_t)step - 1);
+    e->rows.new_step = step - 1;
+    e->rows.start_new = 1;
+    e->rows.step_due_ms =
+        deadline_due(e->svc, mc_wall_ms(), json_number_value(json_object_get(prev, "days")), NULL);
+    e->ch.step_name = jstr(prev, "name");
+    e->ch.step_agency = jstr(prev, "agency");
+    e->ch.agency = e->ch.step_agency;
+}
+
 static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     ext_t *e = arg;
@@ -197,6 +269,8 @@ static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         {MOTCUA__V1__ENVELOPE__BODY_REFUND_COMPLETED, decide_refunded},
         {MOTCUA__V1__ENVELOPE__BODY_RESULT_DELIVERED, decide_delivered},
         {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, decide_delivery_failed},
+        {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_COMPLETED, decide_handoff_completed},
+        {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_FAILED, decide_handoff_failed},
     };
     change_t *ch = &e->ch;
     ch->code = env->dossier_code;
@@ -244,6 +318,10 @@ void case_report(mc_bus_msg_t *msg, void *arg)
         "WITH c AS (SELECT * FROM routing.cases WHERE code = $1 FOR UPDATE)"
         " SELECT json_build_object('state', c.state, 'step', c.step_index,"
         "  'procedure_name', c.procedure_name, 'applicant', c.applicant, 'fee', c.fee,"
+        "  'procedure_code', c.procedure_code, 'documents', c.documents,"
+        "  'steps', (SELECT json_agg(json_build_object('index', s2.idx, 'name', s2.name,"
+        "    'agency', s2.agency_code, 'days', s2.days, 'external', s2.external) ORDER BY s2.idx)"
+        "    FROM routing.case_steps s2 WHERE s2.code = c.code),"
         "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
         "  'step_name', s.name, 'step_agency', s.agency_code)"
         " FROM c LEFT JOIN routing.case_steps s ON s.code = c.code AND s.idx = c.step_index";

@@ -22,6 +22,8 @@ static const mc_bus_handler_t handlers[] = {
     {MOTCUA__V1__ENVELOPE__BODY_REFUND_COMPLETED, case_report},
     {MOTCUA__V1__ENVELOPE__BODY_RESULT_DELIVERED, case_report},
     {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, case_report},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_COMPLETED, case_report},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_FAILED, case_report},
 };
 
 typedef struct {

@@ -52,6 +52,11 @@ typedef struct {
  * NotificationRequested, if any, to ob. */
 void change_emit(mc_outbox_t *ob, const change_t *ch);
 
+/* HandoffRequested for step `step_index` (the catalog step `step`, with its due time) of
+ * case `c` (a JSON with procedure_code, applicant and documents), to interconnect. */
+void change_emit_handoff(mc_outbox_t *ob, const char *code, json_t *c, int step_index, json_t *step,
+                         int64_t step_due_ms, const char *note, const char *trace);
+
 /* The applicant's link to pay a dossier's fee (payment's pay endpoint). */
 void change_pay_link(const char *code, char *out, size_t len);
 
@@ -71,8 +76,8 @@ void change_write(mc_db_conn_t *conn, const change_t *ch, const change_rows_t *r
                   mc_db_result_fn fn, void *arg);
 
 /* ---- external.c ---- */
-/* PaymentSettled, PaymentFailed, RefundCompleted, ResultDelivered, DeliveryFailed: what
- * the edge services report about a case. */
+/* PaymentSettled, PaymentFailed, RefundCompleted, ResultDelivered, DeliveryFailed,
+ * HandoffCompleted, HandoffFailed: what the edge services report about a case. */
 void case_report(mc_bus_msg_t *msg, void *arg);
 
 /* ---- action.c ---- */

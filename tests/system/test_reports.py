@@ -77,7 +77,9 @@ class ReportsTest(unittest.TestCase):
         reply = sock.recv()
         sock.close()
         self.assertIn(message_id.encode(), reply, "acknowledged")
-        self.assertEqual(self.pg.sql("SELECT count(*) FROM routing.dead_letters", self.db), "0")
+        self.assertEqual(self.pg.sql("SELECT count(*) FROM routing.dead_letters", self.db), "0",
+                         self.pg.sql("SELECT string_agg(reason, '; ') FROM routing.dead_letters",
+                                     self.db))
 
     def test_fee_paid_moves_the_case_on(self):
         code = self.submit("online")
@@ -125,6 +127,62 @@ class ReportsTest(unittest.TestCase):
         notes = [e["note"] for e in case["events"]]
         self.assertTrue(any("a delivery attempt failed" in n for n in notes), notes)
         self.assertIn("result delivered by post, tracking VN123", notes[-1])
+
+    def chain(self):
+        """A birth registration of the liên thông chain, handed off to the police."""
+        body = {"procedure": "1.012746", "channel": "direct",
+                "applicant": {"name": "Lê Văn C", "phone": "0912345679"},
+                "documents": [{"kind": "to_khai_lien_thong_khai_sinh", "name": "Tờ khai"},
+                              {"kind": "giay_chung_sinh", "name": "Giấy chứng sinh"}]}
+        status, answer = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body)
+        self.assertEqual(status, 201, answer)
+        code = answer["code"]
+        harness.wait_for(lambda: self.case(code), what="the case")
+        for _ in range(3):
+            self.act(code, "forward")
+        case = self.case(code)
+        self.assertEqual((case["state"], case["step"]), ("HANDED_OFF", 3))
+        return code
+
+    def test_handoffs_completed_move_along_the_chain(self):
+        code = self.chain()
+        police = field(1, code) + field(2, 3) + field(3, "G09.99.31") + field(4, "Đã đăng ký thường trú")
+        self.report(31, police, code, "interconnect", "HandoffCompleted")
+        # The next step (social insurance) is outside motcua too: handed off again.
+        case = harness.wait_for(lambda: (lambda c: c if c["step"] == 4 else None)(self.case(code)),
+                                what="step 4")
+        self.assertEqual(case["state"], "HANDED_OFF")
+        self.assertIsNotNone(case["steps"][3]["done_at"])
+        self.assertEqual(self.pg.sql(
+            "SELECT count(*) FROM routing.outbox WHERE dossier_code = '%s' AND type ="
+            " 'HandoffRequested'" % code, self.db), "2")
+        card = field(1, code) + field(2, 4) + field(3, "G12.99.01") + field(4, "Thẻ BHYT số 123")
+        self.report(31, card, code, "interconnect", "HandoffCompleted")
+        case = harness.wait_for(lambda: (lambda c: c if c["state"] == "IN_PROGRESS" else None)(
+            self.case(code)), what="back in progress after the last step")
+        self.assertIn("Thẻ BHYT số 123", case["events"][-1]["note"])
+        self.act(code, "approve")  # the last step is done: the officer approves
+        self.assertEqual(self.case(code)["state"], "APPROVED")
+
+    def test_handoff_refused_gives_the_step_back(self):
+        code = self.chain()
+        refused = field(1, code) + field(2, 3) + field(3, "G09.99.31") + \
+            field(4, "Giấy tờ chỗ ở không hợp lệ") + field(5, 1)
+        self.report(32, refused, code, "interconnect", "HandoffFailed")
+        case = harness.wait_for(lambda: (lambda c: c if c["state"] == "IN_PROGRESS" else None)(
+            self.case(code)), what="in progress again")
+        self.assertEqual(case["step"], 2)
+        self.assertIn("refused its step: Giấy tờ chỗ ở không hợp lệ", case["events"][-1]["note"])
+        # A report for a step the case is not at changes nothing.
+        stale = field(1, code) + field(2, 4) + field(3, "G12.99.01") + field(4, "late")
+        self.report(31, stale, code, "interconnect", "HandoffCompleted")
+        case = harness.wait_for(lambda: (lambda c: c if "the case is at step 2" in
+                                         c["events"][-1]["note"] else None)(self.case(code)),
+                                what="the stale report recorded")
+        self.assertEqual((case["state"], case["step"]), ("IN_PROGRESS", 2))
+        # The officers hand it off again (or refuse the dossier).
+        self.act(code, "forward")
+        self.assertEqual(self.case(code)["state"], "HANDED_OFF")
 
     def test_unknown_dossier_is_a_dead_letter(self):
         sock = zmq.Context.instance().socket(zmq.DEALER)
