@@ -47,6 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import agency_systems  # noqa: E402
 import bank_gateway  # noqa: E402
 import carrier  # noqa: E402
 import chat_webhook  # noqa: E402
@@ -67,6 +68,7 @@ STANDINS = (
     (chat_webhook, "ChatWebhook", ("/chat", "/control/chat")),
     (bank_gateway, "BankGateway", ("/vnpay",)),
     (carrier, "Carrier", ("/carrier", "/control/carrier")),
+    (agency_systems, "AgencySystems", ("/agency", "/control/agency")),
 )
 
 # Configuration: environment variable, command-line flag, default, help.

@@ -1,16 +1,51 @@
-/* interconnect.h: the interconnect service's handlers (liên thông handoffs). */
+/* interconnect.h: the interconnect service — liên thông handoffs to agency systems
+ * outside motcua: recorded from routing's HandoffRequested, sent by the HTTP/JSON
+ * agency adapter, answered by the agencies' signed callbacks, expired when late. */
 #ifndef INTERCONNECT_H
 #define INTERCONNECT_H
 
+#include <uv.h>
+
 #include "auth.h"
 #include "bus.h"
+#include "fetch.h"
 #include "http.h"
 #include "service.h"
+
+typedef struct {
+    char *systems_file;   /* MOTCUA_INTERCONNECT_SYSTEMS: systems.json (default in data dir) */
+    char *callback_base;  /* MOTCUA_INTERCONNECT_CALLBACK_URL: our base URL for callbacks */
+    char *webhook_secret; /* MOTCUA_AGENCY_WEBHOOK_SECRET: HMAC-SHA256 key of callbacks */
+    long webhook_max_age_s;
+    long tick_ms;    /* how often handoffs to send are looked for */
+    long timeout_ms; /* longest wait for an agency system */
+    long lease_ms;   /* a claimed handoff is someone's for this long */
+    long backoff_ms; /* first retry delay; doubles, at most 10 minutes */
+    long expiry_ms;  /* how often overdue handoffs are looked for */
+} interconnect_config_t;
+
+/* One receiving system of systems.json: handoffs to agencies whose code starts with
+ * prefix go there. */
+typedef struct {
+    char *prefix;
+    char *kind; /* "http" (the only adapter today) */
+    char *url;
+    char *token_env;
+    char *token; /* getenv(token_env) at start; NULL if unset */
+} agency_system_t;
 
 /* Domain state shared by the handlers (mc_service_data). */
 typedef struct {
     mc_service_t *svc;
     mc_auth_t *auth;
+    const interconnect_config_t *cfg;
+    agency_system_t *systems;
+    size_t nsystems;
+    char *callback_base; /* cfg->callback_base, or http://<host>:<port> */
+    mc_fetch_t *fetch;   /* NULL once stopping */
+    uv_timer_t grace;
+    uv_signal_t sigterm, sigint;
+    int stopping, claiming, sweeping, inflight;
 } interconnect_t;
 
 static inline interconnect_t *interconnect_of(void *svc)
@@ -18,9 +53,39 @@ static inline interconnect_t *interconnect_of(void *svc)
     return mc_service_data(svc);
 }
 
-/* HandoffRequested: record the handoff (handoff.c). */
+/* ---- handoff.c ---- */
+/* HandoffRequested: record the handoff. */
 void handoff_record(mc_bus_msg_t *msg, void *arg);
-/* GET /v1/handoffs?dossier=&state=: list handoffs (handoff.c). */
+/* GET /v1/handoffs?dossier=&state=: list handoffs. */
 void handoff_list(mc_http_req_t *req, void *arg);
+/* Called once a move ended: status MC_OK or the failure; state the handoff's state
+ * now (NULL: no such handoff); applied whether this move changed it. */
+typedef void (*handoff_moved_fn)(int status, const char *state, int applied, void *arg);
+/* Move handoff id to state `to` if the state machine allows it from where it is, and
+ * in the same transaction tell routing (HandoffCompleted with result, HandoffFailed
+ * with reason) when the new state calls for it. result, reason, trace may be NULL. */
+void handoff_move(interconnect_t *ic, long long id, const char *to, const char *result,
+                  const char *reason, const char *trace, handoff_moved_fn cb, void *arg);
+/* Timer: handoffs past their due time become 'expired' (once, with HandoffFailed). */
+void handoff_expire(mc_service_t *svc);
+
+/* ---- systems.c ---- */
+/* Read systems.json into ic->systems; 0, or -1 with the reason in err. */
+int systems_load(interconnect_t *ic, const char *path, char *err, size_t errlen);
+void systems_free(interconnect_t *ic);
+/* Log where handoffs go (once the log is set up). */
+void systems_log(const interconnect_t *ic);
+/* The system receiving agency's handoffs (longest prefix), or NULL. */
+const agency_system_t *systems_find(const interconnect_t *ic, const char *agency);
+
+/* ---- agency_http.c ---- */
+/* Start the worker that sends requested handoffs to the agency systems (timer,
+ * fetcher, its own stop signals); agency_http_close after mc_service_run. */
+void agency_http_start(interconnect_t *ic);
+void agency_http_close(interconnect_t *ic);
+
+/* ---- callback.c ---- */
+/* POST /v1/handoffs/{id}/result: an agency system's signed answer. */
+void callback_receive(mc_http_req_t *req, void *arg);
 
 #endif

@@ -1,29 +1,99 @@
-/* motcua-interconnect: liên thông handoffs to other agencies and provinces, and the
- * national-portal sync. Today it records the handoffs routing asks for, so that they
- * are kept and visible; sending them to the receiving systems comes next. */
+/* motcua-interconnect: liên thông handoffs to agencies outside motcua. It records the
+ * handoffs routing asks for (handoff.c), sends them to the agency systems of
+ * systems.json with the HTTP/JSON adapter (agency_http.c), takes the systems' signed
+ * answers (callback.c), tells routing how each ended, and expires the late ones.
+ * docs/handoffs.md has the protocol and the states. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
 #include "interconnect.h"
-#include "service.h"
+#include "log.h"
 
 extern const mc_migration_t mc_sql_interconnect[];
 extern const int mc_sql_interconnect_count;
 
 static const mc_route_t routes[] = {
     {"GET", "/v1/handoffs", handoff_list},
+    {"POST", "/v1/handoffs/{id}/result", callback_receive},
 };
 
 static const mc_bus_handler_t handlers[] = {
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, handoff_record},
 };
 
+#define OFF(f) offsetof(interconnect_config_t, f)
+static const mc_conf_item_t config_table[] = {
+    {"MOTCUA_INTERCONNECT_SYSTEMS", MC_CONF_STRING, OFF(systems_file), "", 0, 0, NULL,
+     "the agency systems file (default <MOTCUA_DATA_DIR>/interconnect/systems.json)"},
+    {"MOTCUA_INTERCONNECT_CALLBACK_URL", MC_CONF_STRING, OFF(callback_base), "", 0, 0, NULL,
+     "our base URL as the agency systems reach it (default http://<host>:<port>)"},
+    {"MOTCUA_AGENCY_WEBHOOK_SECRET", MC_CONF_STRING, OFF(webhook_secret), "sandbox-agency-secret",
+     0, 0, NULL, "HMAC-SHA256 key of the agency systems' callbacks"},
+    {"MOTCUA_AGENCY_WEBHOOK_MAX_AGE_S", MC_CONF_INT, OFF(webhook_max_age_s), "300", 1, 86400, NULL,
+     "callbacks with an older (or further future) timestamp are refused"},
+    {"MOTCUA_INTERCONNECT_TICK_MS", MC_CONF_INT, OFF(tick_ms), "1000", 50, 600000, NULL,
+     "how often handoffs to send are looked for (ms)"},
+    {"MOTCUA_INTERCONNECT_TIMEOUT_MS", MC_CONF_INT, OFF(timeout_ms), "10000", 100, 120000, NULL,
+     "longest wait for an agency system (ms)"},
+    {"MOTCUA_INTERCONNECT_LEASE_MS", MC_CONF_INT, OFF(lease_ms), "30000", 1000, 3600000, NULL,
+     "a claimed handoff is sent again after this long if its answer was not recorded (ms)"},
+    {"MOTCUA_INTERCONNECT_BACKOFF_MS", MC_CONF_INT, OFF(backoff_ms), "2000", 10, 600000, NULL,
+     "first retry delay when a system fails; doubles, at most 10 minutes"},
+    {"MOTCUA_INTERCONNECT_EXPIRY_MS", MC_CONF_INT, OFF(expiry_ms), "60000", 50, 3600000, NULL,
+     "how often handoffs past their due time are looked for (ms)"},
+};
+
 int main(int argc, char **argv)
 {
+    interconnect_config_t cfg;
+    char err[512];
+    if (mc_config_load(&cfg, config_table, MC_COUNT(config_table), "interconnect", err,
+                       sizeof err)) {
+        fprintf(stderr, "motcua-interconnect: configuration error: %s\n", err);
+        return 2;
+    }
+    if (cfg.lease_ms < cfg.timeout_ms + 1000) {
+        fprintf(stderr,
+                "motcua-interconnect: configuration error: MOTCUA_INTERCONNECT_LEASE_MS (%ld) "
+                "must exceed MOTCUA_INTERCONNECT_TIMEOUT_MS (%ld) by a second at least\n",
+                cfg.lease_ms, cfg.timeout_ms);
+        mc_config_free(&cfg, config_table, MC_COUNT(config_table));
+        return 2;
+    }
+    /* The systems first, so that a bad file stops us before anything starts. */
+    interconnect_t state = {.cfg = &cfg};
+    const char *data_dir = getenv("MOTCUA_DATA_DIR");
+    char *systems = cfg.systems_file[0]
+                        ? mc_strdup(cfg.systems_file)
+                        : mc_sprintf("%s/interconnect/systems.json",
+                                     data_dir && *data_dir ? data_dir : "deploy/data");
+    int bad = systems_load(&state, systems, err, sizeof err);
+    free(systems);
+    if (bad) {
+        fprintf(stderr, "motcua-interconnect: configuration error: %s\n", err);
+        mc_config_free(&cfg, config_table, MC_COUNT(config_table));
+        return 2;
+    }
     mc_service_t *svc =
         mc_service_new("interconnect", argc, argv, mc_sql_interconnect, mc_sql_interconnect_count);
-    interconnect_t state = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc))};
+    const mc_service_config_t *sc = mc_service_config(svc);
+    state.svc = svc;
+    state.auth = mc_auth_new(mc_service_db(svc));
+    systems_log(&state);
+    state.callback_base = cfg.callback_base[0]
+                              ? mc_strdup(cfg.callback_base)
+                              : mc_sprintf("http://%s:%d", sc->http_host, sc->http_port);
     mc_service_set_data(svc, &state);
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
+    agency_http_start(&state); /* requested handoffs are sent to the agency systems */
+    mc_service_every(svc, (uint64_t)cfg.expiry_ms, handoff_expire);
     int status = mc_service_run(&svc);
+    agency_http_close(&state);
+    systems_free(&state);
+    free(state.callback_base);
     mc_auth_destroy(&state.auth);
+    mc_config_free(&cfg, config_table, MC_COUNT(config_table));
     return status;
 }

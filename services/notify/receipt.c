@@ -8,9 +8,6 @@
  * unknown id 404. A repeated receipt changes nothing. "delivered" moves the attempt
  * and its notification to 'delivered'; "failed" is noted on the attempt (the message
  * was accepted, so it is not sent again). */
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,25 +16,7 @@
 #include "error.h"
 #include "log.h"
 #include "notify.h"
-
-static int signature_ok(const notify_t *n, const char *ts, const char *sig, const char *body,
-                        size_t len)
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    size_t tslen = strlen(ts);
-    char *signed_text = mc_alloc(tslen + 1 + len + 1);
-    memcpy(signed_text, ts, tslen);
-    signed_text[tslen] = '.';
-    memcpy(signed_text + tslen + 1, body, len);
-    HMAC(EVP_sha256(), n->cfg.receipt_secret, (int)strlen(n->cfg.receipt_secret),
-         (const unsigned char *)signed_text, tslen + 1 + len, mac, &maclen);
-    free(signed_text);
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    for (unsigned i = 0; i < maclen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    return strlen(sig) == 2 * maclen && CRYPTO_memcmp(hex, sig, 2 * maclen) == 0;
-}
+#include "signed_callback.h"
 
 static void on_updated(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
@@ -57,28 +36,9 @@ static void on_updated(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 void receipt_receive(mc_http_req_t *req, void *arg)
 {
     notify_t *n = notify_of(arg);
-    const char *ts = mc_http_header(req, "x-timestamp");
-    const char *sig = mc_http_header(req, "x-signature");
-    size_t len;
-    const char *body = mc_http_body(req, &len);
-    char *end = NULL;
-    long long t = ts ? strtoll(ts, &end, 10) : 0;
-    if (!ts || !sig || !end || *end || end == ts) {
-        mc_http_reply_error(req, 401, "unauthorized", "X-Timestamp and X-Signature are required",
-                            NULL);
+    if (mc_signed_callback_check(req, n->cfg.receipt_secret, n->cfg.receipt_max_age_s,
+                                 "SMS receipt"))
         return;
-    }
-    long long now = (long long)time(NULL);
-    if (t < now - n->cfg.receipt_max_age_s || t > now + n->cfg.receipt_max_age_s) {
-        mc_warn("notify: stale SMS receipt refused (timestamp %lld, now %lld)", t, now);
-        mc_http_reply_error(req, 401, "unauthorized", "stale timestamp", NULL);
-        return;
-    }
-    if (!signature_ok(n, ts, sig, body ? body : "", body ? len : 0)) {
-        mc_warn("notify: SMS receipt with a bad signature refused");
-        mc_http_reply_error(req, 401, "unauthorized", "bad signature", NULL);
-        return;
-    }
     json_t *doc = mc_http_json_body(req);
     if (!doc)
         return;

@@ -57,8 +57,6 @@ void carrier_idle_check(postal_t *p);
 /* ---- webhook.c ---- */
 /* POST /v1/postal/webhook: the carrier's signed tracking events. */
 void webhook_receive(mc_http_req_t *req, void *arg);
-/* Hex HMAC-SHA256 of "<ts>.<body>" under secret (64 digits and a NUL). */
-void webhook_sign(const char *secret, const char *ts, const char *body, size_t len, char out[65]);
 
 /* ---- handover.c ---- */
 /* POST /v1/postal/intake: a batch of dossiers the carrier collected, into intake. */

@@ -28,6 +28,7 @@
 #include "error.h"
 #include "log.h"
 #include "postal.h"
+#include "signed_callback.h"
 
 static const char *const statuses[] = {
     "created", "picked_up", "in_transit", "failed_attempt", "", "delivered", "returned_to_sender"};
@@ -39,19 +40,6 @@ static int rank_of(const char *status, int final)
         if (statuses[i][0] && strcmp(statuses[i], status) == 0)
             return i == 3 && final ? 4 : i;
     return -1;
-}
-
-void webhook_sign(const char *secret, const char *ts, const char *body, size_t len, char out[65])
-{
-    crypto_auth_hmacsha256_state st;
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, strlen(ts));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, len);
-    crypto_auth_hmacsha256_final(&st, mac);
-    sodium_bin2hex(out, 65, mac, sizeof mac);
-    sodium_memzero(&st, sizeof st);
 }
 
 typedef struct {
@@ -254,31 +242,8 @@ static void on_conn(mc_db_conn_t *conn, int status, void *arg)
 void webhook_receive(mc_http_req_t *req, void *arg)
 {
     postal_t *p = postal_of(arg);
-    const char *ts = mc_http_header(req, "x-timestamp");
-    const char *sig = mc_http_header(req, "x-signature");
-    size_t len;
-    const char *body = mc_http_body(req, &len);
-    char *end = NULL;
-    long long t = ts ? strtoll(ts, &end, 10) : 0;
-    if (!ts || !sig || !end || *end || end == ts) {
-        mc_warn("webhook: refused without X-Timestamp and X-Signature");
-        mc_http_reply_error(req, 401, "unauthorized", "X-Timestamp and X-Signature are required",
-                            NULL);
+    if (mc_signed_callback_check(req, p->cfg->webhook_secret, p->cfg->webhook_max_age_s, "webhook"))
         return;
-    }
-    long long now = (long long)time(NULL);
-    if (t < now - p->cfg->webhook_max_age_s || t > now + p->cfg->webhook_max_age_s) {
-        mc_warn("webhook: stale timestamp refused (timestamp %lld, now %lld)", t, now);
-        mc_http_reply_error(req, 401, "unauthorized", "stale timestamp", NULL);
-        return;
-    }
-    char want[65];
-    webhook_sign(p->cfg->webhook_secret, ts, body ? body : "", body ? len : 0, want);
-    if (strlen(sig) != 64 || sodium_memcmp(want, sig, 64) != 0) {
-        mc_warn("webhook: bad signature refused (timestamp %lld)", t);
-        mc_http_reply_error(req, 401, "unauthorized", "bad signature", NULL);
-        return;
-    }
     json_t *doc = mc_http_json_body(req);
     if (!doc)
         return;
@@ -315,7 +280,9 @@ void webhook_receive(mc_http_req_t *req, void *arg)
     h->req = req;
     h->svc = arg;
     h->doc = doc;
-    h->body = mc_strndup(body, len);
+    size_t len;
+    const char *body = mc_http_body(req, &len);
+    h->body = mc_strndup(body ? body : "", body ? len : 0);
     h->tracking = tracking;
     h->status = st;
     h->attempt = json_is_integer(attempt) ? (int)json_integer_value(attempt) : 0;

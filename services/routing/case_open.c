@@ -67,8 +67,9 @@ static json_t *applicant_json(const Motcua__V1__Applicant *a)
 {
     if (!a)
         return json_object();
-    return json_pack("{s:s, s:s, s:s, s:s}", "name", a->name, "phone", a->phone, "email", a->email,
-                     "address", a->address);
+    /* The citizen ID travels on to agencies outside motcua that need it (the police). */
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", a->name, "id_number", a->id_number,
+                     "phone", a->phone, "email", a->email, "address", a->address);
 }
 
 static json_t *documents_json(const Motcua__V1__DossierSubmitted *ev)

@@ -154,6 +154,7 @@ void change_emit_handoff(mc_outbox_t *ob, const char *code, json_t *c, int step_
     step.days = json_number_value(json_object_get(st, "days"));
     step.external = 1;
     ap.name = (char *)jstr(applicant, "name");
+    ap.id_number = (char *)jstr(applicant, "id_number");
     ap.phone = (char *)jstr(applicant, "phone");
     ap.email = (char *)jstr(applicant, "email");
     ap.address = (char *)jstr(applicant, "address");

@@ -1,0 +1,308 @@
+/* agency_http.c: the HTTP/JSON agency adapter — the worker that sends requested
+ * handoffs to the agency systems of systems.json.
+ *
+ * Every tick (MOTCUA_INTERCONNECT_TICK_MS) one statement claims up to CLAIM_BATCH
+ * handoffs in 'requested' whose retry time has come (FOR UPDATE SKIP LOCKED, so
+ * several interconnect processes share the work) and leases them for
+ * MOTCUA_INTERCONNECT_LEASE_MS, longer than any call may take. Each is POSTed as
+ * JSON, with the system's bearer token, to the system's URL; the answer moves it
+ * (handoff_move, which tells routing in the same transaction when needed):
+ *   202 (or 2xx without a status)   'sent': the system answers later by callback
+ *   2xx {"status": "accepted"}      'accepted'
+ *   2xx {"status": "completed"}     'completed', HandoffCompleted with "result"
+ *   2xx {"status": "rejected"}      'rejected', HandoffFailed rejected = true
+ *   4xx but 401, 403, 408, 429      'rejected' with the system's reason
+ *   no system for the agency        'failed', HandoffFailed rejected = false
+ * Anything else (refused, a timeout, 401/403 — our credentials, not the agency's
+ * verdict — 408, 429, 5xx) is tried again after MOTCUA_INTERCONNECT_BACKOFF_MS,
+ * doubling, at most 10 minutes apart, until the handoff expires.
+ *
+ * Once only. handoff_id is the system's idempotency key: the same id answers as the
+ * first time. A crash between the answer and our commit leaves the row 'requested'
+ * with a lease; the lease runs out, the row is claimed and sent again, and the system
+ * recognises it. Moves are conditional, so a late answer changes nothing.
+ *
+ * Stop. On SIGTERM the worker claims nothing more and waits (GRACE_MS at most) for
+ * the calls in flight; what is left is the lease's to recover. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "interconnect.h"
+#include "log.h"
+
+#define CLAIM_BATCH 10
+#define GRACE_MS    5000
+
+typedef struct {
+    interconnect_t *ic;
+    long long id;
+    int tries;
+    char code[80];
+    char error[256];
+} job_t;
+
+static void idle_check(interconnect_t *ic);
+
+static void job_end(job_t *j)
+{
+    interconnect_t *ic = j->ic;
+    free(j);
+    ic->inflight--;
+    idle_check(ic);
+}
+
+static void on_moved(int status, const char *state, int applied, void *arg)
+{
+    (void)status;
+    (void)state;
+    (void)applied; /* logged by handoff_move; a move that failed is retried by the lease */
+    job_end(arg);
+}
+
+static void on_noted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    job_t *j = arg;
+    if (status != MC_OK && status != MC_ECLOSED)
+        mc_warn("agency: cannot note the failure of handoff %lld: %s", j->id,
+                res ? PQresultErrorMessage(res) : mc_strerror(status));
+    job_end(j);
+}
+
+/* A retry later: the lease is given up, the next try set. */
+static void retry_later(job_t *j)
+{
+    mc_logd(MC_LOG_WARN, NULL, j->code, "agency: handoff %lld not delivered (try %d): %s", j->id,
+            j->tries, j->error);
+    mc_db_params_t q = {0};
+    mc_db_param_int(&q, j->id);
+    mc_db_param_text(&q, j->error);
+    mc_db_param_int(&q, j->ic->cfg->backoff_ms);
+    mc_db_exec(mc_service_db(j->ic->svc),
+               "UPDATE interconnect.handoffs SET lease_until = NULL, last_error = $2,"
+               "  updated_at = now(), next_at = now() + make_interval(secs => least($3::bigint"
+               "    * power(2, least(tries - 1, 20)), 600000) / 1000.0)"
+               " WHERE id = $1 AND state = 'requested'",
+               &q, 0, on_noted, j);
+}
+
+static void on_answer(int status, long code, const char *body, size_t len, void *arg)
+{
+    (void)len;
+    job_t *j = arg;
+    if (status == MC_ECLOSED) { /* stopping: the lease brings it back */
+        job_end(j);
+        return;
+    }
+    if (status != MC_OK) {
+        snprintf(j->error, sizeof j->error, "agency system unreachable: %s", mc_strerror(status));
+        retry_later(j);
+        return;
+    }
+    json_t *doc = json_loads(body, 0, NULL);
+    const char *st = json_string_value(json_object_get(doc, "status"));
+    const char *result = json_string_value(json_object_get(doc, "result"));
+    const char *reason = json_string_value(json_object_get(doc, "reason"));
+    if (!reason)
+        reason = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+    if (code >= 200 && code < 300) {
+        const char *to = st && (strcmp(st, "accepted") == 0 || strcmp(st, "completed") == 0 ||
+                                strcmp(st, "rejected") == 0)
+                             ? st
+                             : "sent";
+        handoff_move(j->ic, j->id, to, result,
+                     strcmp(to, "rejected") == 0 && !reason ? "rejected by the agency" : reason,
+                     NULL, on_moved, j);
+        json_decref(doc);
+        return;
+    }
+    if (code >= 400 && code < 500 && code != 401 && code != 403 && code != 408 && code != 429) {
+        char why[300];
+        snprintf(why, sizeof why, "the agency system answered HTTP %ld%s%.200s", code,
+                 reason ? ": " : "", reason ? reason : "");
+        handoff_move(j->ic, j->id, "rejected", NULL, why, NULL, on_moved, j);
+        json_decref(doc);
+        return;
+    }
+    snprintf(j->error, sizeof j->error, "the agency system answered HTTP %ld%s%.180s", code,
+             reason ? ": " : "", reason ? reason : "");
+    json_decref(doc);
+    retry_later(j);
+}
+
+/* The request body of docs/handoffs.md, from the HandoffRequested as recorded. */
+static json_t *request_body(interconnect_t *ic, PGresult *res, int r, long long id)
+{
+    const char *hex = PQgetvalue(res, r, 4);
+    size_t hexlen = strlen(hex);
+    uint8_t *bytes = mc_alloc(hexlen / 2 + 1);
+    size_t len = 0;
+    sodium_hex2bin(bytes, hexlen / 2 + 1, hex, hexlen, NULL, &len, NULL);
+    Motcua__V1__HandoffRequested *h = motcua__v1__handoff_requested__unpack(NULL, len, bytes);
+    free(bytes);
+    char *callback = mc_sprintf("%s/v1/handoffs/%lld/result", ic->callback_base, id);
+    json_t *documents = json_array();
+    json_t *applicant = NULL;
+    json_t *step = json_pack("{s:i, s:s, s:s}", "index", atoi(PQgetvalue(res, r, 5)), "name",
+                             PQgetvalue(res, r, 6), "agency", PQgetvalue(res, r, 3));
+    const char *note = "";
+    if (h) {
+        for (size_t i = 0; i < h->n_documents; i++) {
+            const Motcua__V1__Document *d = h->documents[i];
+            json_array_append_new(documents, json_pack("{s:s, s:s, s:s, s:I}", "kind", d->kind,
+                                                       "name", d->name, "sha256", d->sha256, "size",
+                                                       (json_int_t)d->size));
+        }
+        if (h->applicant)
+            applicant =
+                json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", h->applicant->name, "id_number",
+                          h->applicant->id_number, "phone", h->applicant->phone, "email",
+                          h->applicant->email, "address", h->applicant->address);
+        note = h->note;
+    }
+    if (!applicant)
+        applicant = json_object();
+    json_t *body = json_pack(
+        "{s:I, s:s, s:s, s:o, s:s?, s:o, s:o, s:s, s:s}", "handoff_id", (json_int_t)id, "dossier",
+        PQgetvalue(res, r, 1), "procedure", PQgetvalue(res, r, 2), "step", step, "due_at",
+        PQgetisnull(res, r, 7) ? NULL : PQgetvalue(res, r, 7), "applicant", applicant, "documents",
+        documents, "note", note, "callback_url", callback);
+    if (h)
+        motcua__v1__handoff_requested__free_unpacked(h, NULL);
+    free(callback);
+    return body;
+}
+
+static void send_one(interconnect_t *ic, PGresult *res, int r)
+{
+    job_t *j = mc_new(job_t);
+    j->ic = ic;
+    j->id = atoll(PQgetvalue(res, r, 0));
+    snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, r, 1));
+    j->tries = atoi(PQgetvalue(res, r, 8));
+    ic->inflight++;
+    const char *agency = PQgetvalue(res, r, 3);
+    const agency_system_t *sys = systems_find(ic, agency);
+    if (!sys) {
+        char why[200];
+        snprintf(why, sizeof why, "no system receives handoffs for agency %s (systems.json)",
+                 agency);
+        handoff_move(ic, j->id, "failed", NULL, why, NULL, on_moved, j);
+        return;
+    }
+    json_t *body = request_body(ic, res, r, j->id);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    char *auth = sys->token ? mc_sprintf("Authorization: Bearer %s", sys->token) : NULL;
+    char *key = mc_sprintf("Idempotency-Key: handoff-%lld", j->id);
+    const char *headers[] = {"Content-Type: application/json", key, auth, NULL};
+    mc_fetch_http(ic->fetch, "POST", sys->url, headers, text, strlen(text), ic->cfg->timeout_ms,
+                  on_answer, j);
+    free(key);
+    free(auth);
+    free(text);
+}
+
+/* ------------------------------------------------------------------ claim */
+
+static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    interconnect_t *ic = arg;
+    ic->claiming = 0;
+    if (status != MC_OK) {
+        if (status != MC_ECLOSED)
+            mc_warn("agency: claim failed: %s",
+                    res ? PQresultErrorMessage(res) : mc_strerror(status));
+        idle_check(ic);
+        return;
+    }
+    if (!ic->fetch) { /* stopped meanwhile: the leases bring them back */
+        idle_check(ic);
+        return;
+    }
+    for (int r = 0; r < PQntuples(res); r++)
+        send_one(ic, res, r);
+}
+
+static void tick(mc_service_t *svc)
+{
+    interconnect_t *ic = interconnect_of(svc);
+    if (ic->stopping || ic->claiming)
+        return;
+    ic->claiming = 1;
+    mc_db_params_t q = {0};
+    mc_db_param_int(&q, CLAIM_BATCH);
+    mc_db_param_int(&q, ic->cfg->lease_ms);
+    mc_db_exec(mc_service_db(svc),
+               "UPDATE interconnect.handoffs SET tries = tries + 1, updated_at = now(),"
+               "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
+               " WHERE id IN (SELECT id FROM interconnect.handoffs WHERE state = 'requested'"
+               "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
+               "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+               " RETURNING id, code, procedure_code, agency_code, encode(request, 'hex'),"
+               "  step_index, step_name, to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
+               "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'), tries",
+               &q, 0, on_claimed, ic);
+}
+
+/* ------------------------------------------------------------------ start and stop */
+
+static void finalize(interconnect_t *ic)
+{
+    mc_fetch_destroy(&ic->fetch);
+    if (!uv_is_closing((uv_handle_t *)&ic->grace)) {
+        uv_close((uv_handle_t *)&ic->grace, NULL);
+        uv_close((uv_handle_t *)&ic->sigterm, NULL);
+        uv_close((uv_handle_t *)&ic->sigint, NULL);
+    }
+}
+
+static void idle_check(interconnect_t *ic)
+{
+    if (ic->stopping && !ic->claiming && ic->inflight == 0 && ic->fetch)
+        finalize(ic);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    interconnect_t *ic = t->data;
+    if (ic->inflight)
+        mc_warn("agency: %d call(s) still in flight after %d ms; left to the lease", ic->inflight,
+                GRACE_MS);
+    finalize(ic);
+}
+
+static void on_stop(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    interconnect_t *ic = s->data;
+    if (ic->stopping)
+        return;
+    ic->stopping = 1;
+    uv_timer_start(&ic->grace, on_grace, GRACE_MS, 0);
+    idle_check(ic);
+}
+
+void agency_http_start(interconnect_t *ic)
+{
+    uv_loop_t *loop = mc_service_loop(ic->svc);
+    ic->fetch = mc_fetch_new(loop);
+    uv_timer_init(loop, &ic->grace);
+    ic->grace.data = ic;
+    /* The service stops on these too; libuv tells every watcher of a signal. */
+    uv_signal_init(loop, &ic->sigterm);
+    uv_signal_init(loop, &ic->sigint);
+    ic->sigterm.data = ic->sigint.data = ic;
+    uv_signal_start(&ic->sigterm, on_stop, SIGTERM);
+    uv_signal_start(&ic->sigint, on_stop, SIGINT);
+    mc_service_every(ic->svc, (uint64_t)ic->cfg->tick_ms, tick);
+}
+
+void agency_http_close(interconnect_t *ic)
+{
+    mc_fetch_destroy(&ic->fetch); /* normally done at the stop already */
+}
