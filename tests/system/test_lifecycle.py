@@ -221,8 +221,7 @@ class Suite:
             # (external agencies have no officer queue), read from the catalog.
             needed = sorted({st["agency"] for code in USED for st in PROCEDURES[code]["steps"]
                              if not AGENCIES[st["agency"]]["external"]})
-            cls.keys = {a: harness.create_api_key(cls.db, "officer-" + a, "officer", a)["key"]
-                        for a in needed}
+            cls.keys = harness.officer_keys(cls.db, needed)
             # An officer of an agency that has nothing to do with these dossiers.
             related = set(needed)
             for a in needed:
@@ -247,20 +246,7 @@ class Suite:
     def stop(cls):
         """Stop everything; what went wrong in the services on the way (a sanitizer
         report, an error logged, an unclean exit)."""
-        problems = []
-        for name, s in getattr(cls, "svc", {}).items():
-            if s.proc and s.proc.poll() is None:
-                rc = s.terminate()
-                if rc != 0:
-                    problems.append("%s exited with %s on SIGTERM" % (name, rc))
-            try:
-                with open(s.log_path, errors="replace") as f:
-                    text = f.read()
-            except OSError:
-                text = ""
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "level=error"):
-                if marker in text:
-                    problems.append("%s's log (%s) has %r" % (name, s.log_path, marker))
+        problems = harness.stop_services(getattr(cls, "svc", {}))
         cls.pg.stop()
         cls.started = False
         return problems
