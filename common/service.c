@@ -2,6 +2,7 @@
  * the six services. */
 #include "service.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,6 +61,13 @@ static const mc_conf_item_t config_table[] = {
      "working hours of the one-stop offices (local time)"},
 };
 
+typedef struct worker {
+    void (*stop)(void *);
+    void (*close)(void *);
+    void *arg;
+    struct worker *next;
+} worker_t;
+
 typedef struct every {
     uv_timer_t timer;
     mc_service_t *svc;
@@ -84,6 +92,10 @@ struct mc_service {
     mc_http_t *http;
     mc_bus_peer_t peers[6];
     every_t *timers;
+    worker_t *workers;
+    int workers_busy; /* workers that have not called mc_service_stopped yet */
+    int bus_stopped;
+    uv_timer_t grace;
     void *data;
     int stopping;
     int exit_status;
@@ -468,9 +480,16 @@ static void on_timer_closed(uv_handle_t *h)
 
 /* Last step: the HTTP server closes what is left (idle connections, and requests the
  * drain gave up on, answered 503), then the bus, then the pool both were using. */
-static void on_bus_stopped(void *arg)
+/* Everything has finished or the grace time is over: close in order. */
+static void teardown(mc_service_t *svc)
 {
-    mc_service_t *svc = arg;
+    uv_timer_stop(&svc->grace);
+    for (worker_t *w = svc->workers, *next; w; w = next) {
+        next = w->next;
+        w->close(w->arg);
+        free(w);
+    }
+    svc->workers = NULL;
     mc_http_destroy(&svc->http);
     mc_bus_destroy(&svc->bus);
     mc_db_destroy(&svc->db);
@@ -479,14 +498,54 @@ static void on_bus_stopped(void *arg)
         uv_close((uv_handle_t *)&e->timer, on_timer_closed);
     }
     svc->timers = NULL;
+    uv_close((uv_handle_t *)&svc->grace, NULL);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->sigint, NULL);
     uv_close((uv_handle_t *)&svc->sighup, NULL);
 }
 
-/* Every HTTP request in flight has its reply (or the wait ran out): a POST that was
- * mid-transaction has committed and been answered. The bus goes next; the pool stays
- * open until it is done too. */
+static void on_grace(uv_timer_t *t)
+{
+    mc_service_t *svc = t->data;
+    mc_warn("%d worker(s) still had calls in flight after %d ms; left to their leases",
+            svc->workers_busy, MC_SERVICE_GRACE_MS);
+    svc->workers_busy = 0;
+    teardown(svc);
+}
+
+void mc_service_on_stop(mc_service_t *svc, void (*stop)(void *arg), void (*close)(void *arg),
+                        void *arg)
+{
+    worker_t *w = mc_new(worker_t);
+    w->stop = stop;
+    w->close = close;
+    w->arg = arg;
+    w->next = svc->workers;
+    svc->workers = w;
+}
+
+void mc_service_stopped(mc_service_t *svc)
+{
+    assert(svc->workers_busy > 0);
+    if (--svc->workers_busy == 0 && svc->bus_stopped)
+        teardown(svc);
+}
+
+int mc_service_stopping(const mc_service_t *svc)
+{
+    return svc->stopping;
+}
+
+static void on_bus_stopped(void *arg)
+{
+    mc_service_t *svc = arg;
+    svc->bus_stopped = 1;
+    if (svc->workers_busy == 0)
+        teardown(svc);
+    else
+        uv_timer_start(&svc->grace, on_grace, MC_SERVICE_GRACE_MS, 0);
+}
+
 static void on_http_drained(void *arg)
 {
     mc_service_t *svc = arg;
@@ -502,6 +561,13 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     svc->stopping = 1;
     mc_info("stopping on %s: finishing work in flight", strsignal(signum));
+    /* Workers first learn of the stop (they may report being idle at once). */
+    int n = 0;
+    for (worker_t *w = svc->workers; w; w = w->next)
+        n++;
+    svc->workers_busy = n;
+    for (worker_t *w = svc->workers; w; w = w->next)
+        w->stop(w->arg);
     mc_http_stop(svc->http, on_http_drained, svc);
 }
 
@@ -516,6 +582,8 @@ int mc_service_run(mc_service_t **psvc)
     uv_signal_start(&svc->sigint, on_signal, SIGINT);
     uv_signal_init(&svc->loop, &svc->sighup);
     svc->sighup.data = svc;
+    uv_timer_init(&svc->loop, &svc->grace);
+    svc->grace.data = svc;
     uv_signal_start(&svc->sighup, on_reload, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     mc_info("ready: http://%s:%d", svc->cfg.http_host, svc->cfg.http_port);

@@ -64,6 +64,19 @@ const mc_calendar_t *mc_service_calendar(const mc_service_t *svc);
  * previous one kept). */
 void mc_service_catalog(mc_service_t *svc, int with_procedures);
 
+/* A domain worker with calls to outside systems in flight (mc_fetch) that must end
+ * before the database pool closes. When the service starts to stop, stop(arg) is
+ * called: the worker takes no new work and calls mc_service_stopped(svc) once its calls
+ * in flight are over. The service waits for every worker, at most MC_SERVICE_GRACE_MS,
+ * then calls close(arg) (cancel what is left, free the worker's handles) and closes the
+ * pool. A call cut off this way is left to the worker's lease: it is tried again later. */
+#define MC_SERVICE_GRACE_MS 5000
+void mc_service_on_stop(mc_service_t *svc, void (*stop)(void *arg), void (*close)(void *arg),
+                        void *arg);
+void mc_service_stopped(mc_service_t *svc);
+/* 1 once the service has started to stop. */
+int mc_service_stopping(const mc_service_t *svc);
+
 /* Run until a stop signal; frees everything and sets *svc to NULL. Returns the exit
  * status for main. */
 int mc_service_run(mc_service_t **svc);

@@ -22,7 +22,8 @@
  * with a lease; the lease runs out, the row is claimed and sent again, and the system
  * recognises it. Moves are conditional, so a late answer changes nothing.
  *
- * Stop. On SIGTERM the worker claims nothing more and waits (GRACE_MS at most) for
+ * Stop. When the service stops, the worker claims nothing more and the service waits
+ * (MC_SERVICE_GRACE_MS at most) for
  * the calls in flight; what is left is the lease's to recover. */
 #include <sodium.h>
 #include <stdio.h>
@@ -34,7 +35,6 @@
 #include "log.h"
 
 #define CLAIM_BATCH 10
-#define GRACE_MS    5000
 
 typedef struct {
     interconnect_t *ic;
@@ -220,7 +220,7 @@ static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         idle_check(ic);
         return;
     }
-    if (!ic->fetch) { /* stopped meanwhile: the leases bring them back */
+    if (ic->stopping) { /* stopped meanwhile: the leases bring them back */
         idle_check(ic);
         return;
     }
@@ -251,54 +251,31 @@ static void tick(mc_service_t *svc)
 
 /* ------------------------------------------------------------------ start and stop */
 
-static void finalize(interconnect_t *ic)
+static void idle_check(interconnect_t *ic)
 {
-    mc_fetch_destroy(&ic->fetch);
-    if (!uv_is_closing((uv_handle_t *)&ic->grace)) {
-        uv_close((uv_handle_t *)&ic->grace, NULL);
-        uv_close((uv_handle_t *)&ic->sigterm, NULL);
-        uv_close((uv_handle_t *)&ic->sigint, NULL);
+    if (ic->stopping && !ic->claiming && ic->inflight == 0 && !ic->stop_reported) {
+        ic->stop_reported = 1;
+        mc_service_stopped(ic->svc);
     }
 }
 
-static void idle_check(interconnect_t *ic)
+static void begin_stop(void *arg)
 {
-    if (ic->stopping && !ic->claiming && ic->inflight == 0 && ic->fetch)
-        finalize(ic);
-}
-
-static void on_grace(uv_timer_t *t)
-{
-    interconnect_t *ic = t->data;
-    if (ic->inflight)
-        mc_warn("agency: %d call(s) still in flight after %d ms; left to the lease", ic->inflight,
-                GRACE_MS);
-    finalize(ic);
-}
-
-static void on_stop(uv_signal_t *s, int signum)
-{
-    (void)signum;
-    interconnect_t *ic = s->data;
-    if (ic->stopping)
-        return;
+    interconnect_t *ic = arg;
     ic->stopping = 1;
-    uv_timer_start(&ic->grace, on_grace, GRACE_MS, 0);
     idle_check(ic);
+}
+
+static void close_fetch(void *arg)
+{
+    interconnect_t *ic = arg;
+    mc_fetch_destroy(&ic->fetch); /* what is still in flight is the lease's to recover */
 }
 
 void agency_http_start(interconnect_t *ic)
 {
-    uv_loop_t *loop = mc_service_loop(ic->svc);
-    ic->fetch = mc_fetch_new(loop);
-    uv_timer_init(loop, &ic->grace);
-    ic->grace.data = ic;
-    /* The service stops on these too; libuv tells every watcher of a signal. */
-    uv_signal_init(loop, &ic->sigterm);
-    uv_signal_init(loop, &ic->sigint);
-    ic->sigterm.data = ic->sigint.data = ic;
-    uv_signal_start(&ic->sigterm, on_stop, SIGTERM);
-    uv_signal_start(&ic->sigint, on_stop, SIGINT);
+    ic->fetch = mc_fetch_new(mc_service_loop(ic->svc));
+    mc_service_on_stop(ic->svc, begin_stop, close_fetch, ic);
     mc_service_every(ic->svc, (uint64_t)ic->cfg->tick_ms, tick);
 }
 

@@ -42,10 +42,9 @@ typedef struct {
     agency_system_t *systems;
     size_t nsystems;
     char *callback_base; /* cfg->callback_base, or http://<host>:<port> */
-    mc_fetch_t *fetch;   /* NULL once stopping */
-    uv_timer_t grace;
-    uv_signal_t sigterm, sigint;
+    mc_fetch_t *fetch;
     int stopping, claiming, sweeping, inflight;
+    int stop_reported; /* mc_service_stopped was called */
 } interconnect_t;
 
 static inline interconnect_t *interconnect_of(void *svc)

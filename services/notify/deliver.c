@@ -27,8 +27,9 @@
  * next channel of the row's list is tried; after the last one the notification is
  * 'failed' with the reason: the dead-letter list.
  *
- * Stop. On SIGTERM the worker claims nothing more and waits (5 s at most) for the
- * sends in flight and their records, then closes the fetcher. */
+ * Stop. When the service stops, the worker claims nothing more and the service waits
+ * (MC_SERVICE_GRACE_MS at most) for the sends in flight and their records, then closes
+ * the fetcher. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,6 @@
 #include "error.h"
 #include "log.h"
 #include "notify.h"
-
-#define GRACE_MS 5000
 
 typedef enum { OUT_SENT, OUT_TEMP, OUT_PERM, OUT_UNKNOWN } outcome_t;
 
@@ -388,58 +387,34 @@ static void tick(mc_service_t *svc)
 
 /* ------------------------------------------------------------------ stop */
 
-static void finalize(notify_t *n)
+static void maybe_finalize(notify_t *n)
 {
-    if (!n->fetch && uv_is_closing((uv_handle_t *)&n->grace))
-        return;
-    mc_fetch_destroy(&n->fetch);
-    if (!uv_is_closing((uv_handle_t *)&n->grace)) {
-        uv_close((uv_handle_t *)&n->grace, NULL);
-        uv_close((uv_handle_t *)&n->sigterm, NULL);
-        uv_close((uv_handle_t *)&n->sigint, NULL);
+    if (n->stopping && !n->claiming && n->inflight == 0 && !n->stop_reported) {
+        n->stop_reported = 1;
+        mc_service_stopped(n->svc);
     }
 }
 
-static void maybe_finalize(notify_t *n)
+static void begin_stop(void *arg)
 {
-    if (n->stopping && !n->claiming && n->inflight == 0)
-        finalize(n);
-}
-
-static void on_grace(uv_timer_t *t)
-{
-    notify_t *n = t->data;
-    mc_warn("notify: %d send(s) still in flight after %d ms; left to the lease", n->inflight,
-            GRACE_MS);
-    finalize(n);
-}
-
-static void on_stop(uv_signal_t *s, int signum)
-{
-    (void)signum;
-    notify_t *n = s->data;
-    if (n->stopping)
-        return;
+    notify_t *n = arg;
     n->stopping = 1;
-    uv_timer_start(&n->grace, on_grace, GRACE_MS, 0);
     maybe_finalize(n);
+}
+
+static void close_fetch(void *arg)
+{
+    notify_t *n = arg;
+    mc_fetch_destroy(&n->fetch); /* a send still in flight is marked unknown by its lease */
 }
 
 void deliver_start(notify_t *n)
 {
-    uv_loop_t *loop = mc_service_loop(n->svc);
-    n->fetch = mc_fetch_new(loop);
+    n->fetch = mc_fetch_new(mc_service_loop(n->svc));
     n->refilled_ms = mc_now_ms();
     for (int i = 0; i < CH_COUNT; i++)
         n->tokens[i] = (double)n->cfg.rate[i];
-    uv_timer_init(loop, &n->grace);
-    n->grace.data = n;
-    /* The service stops on these too; libuv tells every watcher of a signal. */
-    uv_signal_init(loop, &n->sigterm);
-    uv_signal_init(loop, &n->sigint);
-    n->sigterm.data = n->sigint.data = n;
-    uv_signal_start(&n->sigterm, on_stop, SIGTERM);
-    uv_signal_start(&n->sigint, on_stop, SIGINT);
+    mc_service_on_stop(n->svc, begin_stop, close_fetch, n);
     mc_service_every(n->svc, (uint64_t)n->cfg.tick_ms, tick);
 }
 

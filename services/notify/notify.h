@@ -52,8 +52,7 @@ typedef struct {
     int claiming;
     int inflight; /* sends and their result writes not yet finished */
     int stopping;
-    uv_signal_t sigterm, sigint;
-    uv_timer_t grace;
+    int stop_reported; /* mc_service_stopped was called */
 } notify_t;
 
 static inline notify_t *notify_of(void *svc)

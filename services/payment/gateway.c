@@ -3,8 +3,8 @@
  * list reconciliation reads (GET, signed query). One fetcher (common/fetch.h) on the
  * service's loop serves both.
  *
- * Stop. On SIGTERM nothing new is started (refund.c and reconcile.c look at
- * p->stopping and p->fetch) and the calls in flight get GRACE_MS to end; a refund
+ * Stop. When the service stops nothing new is started (refund.c and reconcile.c look
+ * at p->stopping) and the service gives the calls in flight MC_SERVICE_GRACE_MS; a refund
  * whose answer is lost is left to its lease, and the gateway's idempotency key (the
  * refund id) makes the next try harmless. */
 #include <sodium.h>
@@ -14,8 +14,6 @@
 #include "error.h"
 #include "log.h"
 #include "payment.h"
-
-#define GRACE_MS 5000
 
 typedef struct {
     payment_t *p;
@@ -89,54 +87,31 @@ void gateway_list(payment_t *p, const char *day, const char *txn, gateway_fn cb,
 
 /* ---------------------------------------------------------------- start and stop */
 
-static void finalize(payment_t *p)
+void gateway_idle_check(payment_t *p)
 {
-    mc_fetch_destroy(&p->fetch);
-    if (!uv_is_closing((uv_handle_t *)&p->grace)) {
-        uv_close((uv_handle_t *)&p->grace, NULL);
-        uv_close((uv_handle_t *)&p->sigterm, NULL);
-        uv_close((uv_handle_t *)&p->sigint, NULL);
+    if (p->stopping && !p->refund_claiming && p->inflight == 0 && !p->stop_reported) {
+        p->stop_reported = 1;
+        mc_service_stopped(p->svc);
     }
 }
 
-void gateway_idle_check(payment_t *p)
+static void begin_stop(void *arg)
 {
-    if (p->stopping && !p->refund_claiming && p->inflight == 0 && p->fetch)
-        finalize(p);
-}
-
-static void on_grace(uv_timer_t *t)
-{
-    payment_t *p = t->data;
-    if (p->inflight)
-        mc_warn("gateway: %d call(s) still in flight after %d ms; left to the lease", p->inflight,
-                GRACE_MS);
-    finalize(p);
-}
-
-static void on_stop(uv_signal_t *s, int signum)
-{
-    (void)signum;
-    payment_t *p = s->data;
-    if (p->stopping)
-        return;
+    payment_t *p = arg;
     p->stopping = 1;
-    uv_timer_start(&p->grace, on_grace, GRACE_MS, 0);
     gateway_idle_check(p);
+}
+
+static void close_fetch(void *arg)
+{
+    payment_t *p = arg;
+    mc_fetch_destroy(&p->fetch); /* what is still in flight is the lease's to recover */
 }
 
 void gateway_start(payment_t *p)
 {
-    uv_loop_t *loop = mc_service_loop(p->svc);
-    p->fetch = mc_fetch_new(loop);
-    uv_timer_init(loop, &p->grace);
-    p->grace.data = p;
-    /* The service stops on these too; libuv tells every watcher of a signal. */
-    uv_signal_init(loop, &p->sigterm);
-    uv_signal_init(loop, &p->sigint);
-    p->sigterm.data = p->sigint.data = p;
-    uv_signal_start(&p->sigterm, on_stop, SIGTERM);
-    uv_signal_start(&p->sigint, on_stop, SIGINT);
+    p->fetch = mc_fetch_new(mc_service_loop(p->svc));
+    mc_service_on_stop(p->svc, begin_stop, close_fetch, p);
 }
 
 void gateway_close(payment_t *p)

@@ -32,10 +32,9 @@ typedef struct {
     mc_auth_t *auth;
     const payment_config_t *cfg;
     /* gateway.c: server-to-server calls to the gateway (refunds, transaction list). */
-    mc_fetch_t *fetch; /* NULL once stopping */
-    uv_timer_t grace;
-    uv_signal_t sigterm, sigint;
+    mc_fetch_t *fetch;
     int stopping, inflight;
+    int stop_reported;    /* mc_service_stopped was called */
     int refund_claiming;  /* refund.c: a claim is running */
     int reconciling;      /* reconcile.c: a run is in progress */
     int reconcile_minute; /* reconcile.c: MOTCUA_PAYMENT_RECONCILE_AT in minutes */

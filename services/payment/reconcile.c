@@ -283,7 +283,7 @@ static void start_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
         mc_http_reply_error(req, 400, "invalid", "date is YYYY-MM-DD", "date");
         return;
     }
-    if (p->reconciling || p->stopping || !p->fetch) {
+    if (p->reconciling || p->stopping) {
         json_decref(body);
         mc_http_reply_error(req, 409, "conflict", "a reconciliation is running; try again", NULL);
         return;
@@ -313,7 +313,7 @@ static void on_due(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         if (status != MC_ECLOSED)
             mc_warn("reconcile: cannot look for the last run: %s", why(res, status));
         p->reconciling = 0;
-    } else if (PQntuples(res) == 0 && !p->stopping && p->fetch) {
+    } else if (PQntuples(res) == 0 && !p->stopping) {
         run_start(p, NULL, d->day, "scheduled");
     } else {
         p->reconciling = 0;
@@ -324,7 +324,7 @@ static void on_due(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 void reconcile_tick(mc_service_t *svc)
 {
     payment_t *p = payment_of(svc);
-    if (p->reconciling || p->stopping || !p->fetch)
+    if (p->reconciling || p->stopping)
         return;
     int minute;
     due_t *d = mc_new(due_t);

@@ -402,7 +402,7 @@ static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         gateway_idle_check(p);
         return;
     }
-    if (!p->fetch) { /* stopped meanwhile: the leases bring them back */
+    if (p->stopping) { /* stopped meanwhile: the leases bring them back */
         gateway_idle_check(p);
         return;
     }
@@ -413,7 +413,7 @@ static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 void refund_tick(mc_service_t *svc)
 {
     payment_t *p = payment_of(svc);
-    if (p->stopping || p->refund_claiming || !p->fetch)
+    if (p->stopping || p->refund_claiming)
         return;
     p->refund_claiming = 1;
     mc_db_params_t q = {0};

@@ -19,8 +19,9 @@
  * sees last_error and tries). 400 or 422 means the carrier will never take this
  * shipment as it is: 'rejected', with the carrier's reason.
  *
- * Stop. On SIGTERM the worker claims nothing more and waits (GRACE_MS at most) for
- * the calls in flight; what is left is the lease's to recover. */
+ * Stop. When the service stops, the worker claims nothing more and the service waits
+ * (MC_SERVICE_GRACE_MS at most) for the calls in flight; what is left is the lease's
+ * to recover. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,6 @@
 #include "postal.h"
 
 #define CLAIM_BATCH 10
-#define GRACE_MS    5000
 
 static const char CONTENT[] = "Kết quả giải quyết TTHC";
 
@@ -290,54 +290,31 @@ static void tick(mc_service_t *svc)
 
 /* ------------------------------------------------------------------ start and stop */
 
-static void finalize(postal_t *p)
+void carrier_idle_check(postal_t *p)
 {
-    mc_fetch_destroy(&p->fetch);
-    if (!uv_is_closing((uv_handle_t *)&p->grace)) {
-        uv_close((uv_handle_t *)&p->grace, NULL);
-        uv_close((uv_handle_t *)&p->sigterm, NULL);
-        uv_close((uv_handle_t *)&p->sigint, NULL);
+    if (p->stopping && !p->claiming && p->inflight == 0 && !p->stop_reported) {
+        p->stop_reported = 1;
+        mc_service_stopped(p->svc);
     }
 }
 
-void carrier_idle_check(postal_t *p)
+static void begin_stop(void *arg)
 {
-    if (p->stopping && !p->claiming && p->inflight == 0 && p->fetch)
-        finalize(p);
-}
-
-static void on_grace(uv_timer_t *t)
-{
-    postal_t *p = t->data;
-    if (p->inflight)
-        mc_warn("carrier: %d call(s) still in flight after %d ms; left to the lease", p->inflight,
-                GRACE_MS);
-    finalize(p);
-}
-
-static void on_stop(uv_signal_t *s, int signum)
-{
-    (void)signum;
-    postal_t *p = s->data;
-    if (p->stopping)
-        return;
+    postal_t *p = arg;
     p->stopping = 1;
-    uv_timer_start(&p->grace, on_grace, GRACE_MS, 0);
     carrier_idle_check(p);
+}
+
+static void close_fetch(void *arg)
+{
+    postal_t *p = arg;
+    mc_fetch_destroy(&p->fetch); /* what is still in flight is the lease's to recover */
 }
 
 void carrier_start(postal_t *p)
 {
-    uv_loop_t *loop = mc_service_loop(p->svc);
-    p->fetch = mc_fetch_new(loop);
-    uv_timer_init(loop, &p->grace);
-    p->grace.data = p;
-    /* The service stops on these too; libuv tells every watcher of a signal. */
-    uv_signal_init(loop, &p->sigterm);
-    uv_signal_init(loop, &p->sigint);
-    p->sigterm.data = p->sigint.data = p;
-    uv_signal_start(&p->sigterm, on_stop, SIGTERM);
-    uv_signal_start(&p->sigint, on_stop, SIGINT);
+    p->fetch = mc_fetch_new(mc_service_loop(p->svc));
+    mc_service_on_stop(p->svc, begin_stop, close_fetch, p);
     mc_service_every(p->svc, (uint64_t)p->cfg->tick_ms, tick);
 }
 

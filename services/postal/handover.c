@@ -154,7 +154,7 @@ static void on_intake(int status, long code, const char *body, size_t len, void 
 
 static void submit(batch_t *b, json_t *dossier)
 {
-    if (!b->p->fetch) {
+    if (b->p->stopping) {
         item_error(b, 503, "unavailable", "postal is stopping; send the item again", NULL);
         return;
     }

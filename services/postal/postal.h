@@ -31,10 +31,9 @@ typedef struct {
     mc_service_t *svc;
     mc_auth_t *auth;
     const postal_config_t *cfg;
-    mc_fetch_t *fetch; /* NULL once stopping */
-    uv_timer_t grace;
-    uv_signal_t sigterm, sigint;
+    mc_fetch_t *fetch;
     int stopping, claiming, inflight;
+    int stop_reported; /* mc_service_stopped was called */
 } postal_t;
 
 static inline postal_t *postal_of(void *svc)
@@ -51,7 +50,7 @@ void shipment_request(mc_bus_msg_t *msg, void *arg);
  * its own stop signals); carrier_close after mc_service_run. */
 void carrier_start(postal_t *p);
 void carrier_close(postal_t *p);
-/* Work in flight that uses the fetcher ended: close it if we are stopping. */
+/* Work in flight that uses the fetcher ended: report idle if we are stopping. */
 void carrier_idle_check(postal_t *p);
 
 /* ---- webhook.c ---- */
