@@ -156,11 +156,11 @@ static void on_candidates(mc_db_conn_t *conn, PGresult *res, int status, void *a
     json_decref(codes);
     json_decref(appointments);
     static const char *sql =
-        "WITH todo AS (SELECT code, (appt)::bigint AS appointment_ms FROM"
+        "WITH late AS (SELECT code, (appt)::bigint AS appointment_ms FROM"
         "   jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS a(code, o)"
         "   JOIN jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS b(appt, o2) ON o = o2),"
         " marked AS (UPDATE routing.cases c SET overdue_at = now(), updated_at = now()"
-        "   FROM todo WHERE c.code = todo.code RETURNING c.*, todo.appointment_ms),"
+        "   FROM late WHERE c.code = late.code RETURNING c.*, late.appointment_ms),"
         /* A case without steps (imported) is late at its own agency. */
         " step AS (SELECT m.code, coalesce(s.name, m.procedure_name) AS name,"
         "   coalesce(s.agency_code, m.resolving_agency) AS agency_code, ag.name AS agency_name"

@@ -54,11 +54,11 @@ def load_agencies():
 
 
 def subtree(parents, root):
-    out, todo = set(), [root]
-    while todo:
-        code = todo.pop()
+    out, stack = set(), [root]
+    while stack:
+        code = stack.pop()
         out.add(code)
-        todo.extend(c for c, p in parents.items() if p == code)
+        stack.extend(c for c, p in parents.items() if p == code)
     return out
 
 
