@@ -40,8 +40,10 @@ static const char *const to_notify[] = {"notify"};
 static const char *const to_interconnect[] = {"interconnect"};
 static const char *const to_payment[] = {"payment"};
 static const char *const to_postal[] = {"postal"};
-/* payment hears of status changes for refunds (refusal at the desk, withdrawal). */
-static const char *const to_intake_payment[] = {"intake", "payment"};
+static const char *const to_intake[] = {"intake"};
+/* payment hears of status changes for refunds (refusal at the desk, withdrawal);
+ * interconnect for the national portal and for dossiers a peer province handed us. */
+static const char *const to_intake_payment_interconnect[] = {"intake", "payment", "interconnect"};
 
 static const struct {
     mc_body_t body;
@@ -50,8 +52,8 @@ static const struct {
     size_t nconsumers;
 } bodies[] = {
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, "DossierSubmitted", to_routing, 1},
-    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged", to_intake_payment,
-     2},
+    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "DossierStatusChanged",
+     to_intake_payment_interconnect, 3},
     {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "NotificationRequested", to_notify, 1},
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, "HandoffRequested", to_interconnect, 1},
     {MOTCUA__V1__ENVELOPE__BODY_PAYMENT_REQUESTED, "PaymentRequested", to_payment, 1},
@@ -63,6 +65,10 @@ static const struct {
     {MOTCUA__V1__ENVELOPE__BODY_DELIVERY_FAILED, "DeliveryFailed", to_routing, 1},
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_COMPLETED, "HandoffCompleted", to_routing, 1},
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_FAILED, "HandoffFailed", to_routing, 1},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_PROGRESS, "HandoffProgress", to_intake, 1},
+    /* Between provinces: sent to a named peer province (mc_outbox_add_to). */
+    {MOTCUA__V1__ENVELOPE__BODY_PEER_HANDOFF, "PeerHandoff", NULL, 0},
+    {MOTCUA__V1__ENVELOPE__BODY_PEER_STATUS, "PeerStatus", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, "BusProbe", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_ACK, "Ack", NULL, 0},
     {MOTCUA__V1__ENVELOPE__BODY_NACK, "Nack", NULL, 0},

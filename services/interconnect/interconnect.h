@@ -83,6 +83,25 @@ const agency_system_t *systems_find(const interconnect_t *ic, const char *agency
 void agency_http_start(interconnect_t *ic);
 void agency_http_close(interconnect_t *ic);
 
+/* ---- status.c ---- */
+/* DossierStatusChanged: the portal part, then the peer-province part, then done. */
+void status_changed(mc_bus_msg_t *msg, void *arg);
+/* One part of the DossierStatusChanged handling: it calls next(ic, msg) when its work
+ * is written (on mc_bus_msg_conn(msg)), or ends the handling with mc_bus_done itself. */
+typedef void (*status_next_fn)(interconnect_t *ic, mc_bus_msg_t *msg);
+
+/* ---- portal.c: national-portal sync ---- */
+void portal_status_changed(interconnect_t *ic, mc_bus_msg_t *msg, status_next_fn next);
+
+/* ---- link.c: peer provinces over the CURVE bus ---- */
+void link_status_changed(interconnect_t *ic, mc_bus_msg_t *msg, status_next_fn next);
+/* The inbound worker could not open a dossier for a peer's handoff (intake refused
+ * it): tell the origin province, inside the caller's transaction on conn; fn gets the
+ * result as for mc_db_query. system is "province:<code>". */
+void link_inbound_refused(interconnect_t *ic, mc_db_conn_t *conn, const char *system,
+                          const char *ref_id, const char *handoff_id, const char *reason,
+                          mc_db_result_fn fn, void *arg);
+
 /* ---- callback.c ---- */
 /* POST /v1/handoffs/{id}/result: an agency system's signed answer. */
 void callback_receive(mc_http_req_t *req, void *arg);

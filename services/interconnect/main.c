@@ -20,6 +20,7 @@ static const mc_route_t routes[] = {
 
 static const mc_bus_handler_t handlers[] = {
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, handoff_record},
+    {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, status_changed},
 };
 
 #define OFF(f) offsetof(interconnect_config_t, f)
