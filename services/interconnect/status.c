@@ -2,6 +2,7 @@
  * transaction: the national portal is told of the change (portal.c), and a dossier a
  * peer province handed us reports back to that province (link.c). Each part either
  * calls the next or ends the handling with an error itself. */
+#include "error.h"
 #include "interconnect.h"
 
 static void after_link(interconnect_t *ic, mc_bus_msg_t *msg)
