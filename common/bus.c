@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "curve.h"
 #include "error.h"
 #include "log.h"
 #include "zsock.h"
@@ -175,6 +176,8 @@ typedef struct peer {
 
 /* An envelope received on the ROUTER, waiting to be handled. */
 typedef struct item {
+    mc_zsock_t *via; /* the ROUTER it came on, where its answer goes */
+    char peer[32];   /* from the link: the province its CURVE key belongs to */
     zframe_t *identity;
     char id[MC_UUID_LEN + 1];
     uint8_t *data;
@@ -185,7 +188,8 @@ typedef struct item {
 struct mc_bus_msg {
     mc_bus_t *bus;
     mc_envelope_t *env;
-    int pending; /* the handler has not called mc_bus_done yet */
+    const char *peer; /* the sending province, for envelopes from the link; else NULL */
+    int pending;      /* the handler has not called mc_bus_done yet */
 };
 
 struct mc_bus {
@@ -200,6 +204,10 @@ struct mc_bus {
 
     /* receiving: work[lo..hi) is the open transaction, work[at] the current item */
     mc_zsock_t *router;
+    mc_zsock_t *link_router; /* CURVE server for other provinces (mc_bus_link) */
+    mc_curve_t *curve;
+    const mc_body_t *link_accept; /* the only bodies taken from the link */
+    size_t nlink_accept;
     item_t *queue_head, *queue_tail;
     size_t queued;
     item_t **work;
@@ -211,7 +219,7 @@ struct mc_bus {
     char reason[256];
 
     /* relaying */
-    peer_t *peers;
+    peer_t **peers;
     size_t npeers;
     int claiming, claim_again;
     int acking;
@@ -268,7 +276,7 @@ static void send_reply(mc_bus_t *bus, const item_t *it, int ack, const char *why
     zmsg_addmem(m, bytes, len);
     free(bytes);
     /* A peer that went away sends again after its lease; nothing to do here. */
-    if (mc_zsock_send(bus->router, &m) != MC_OK)
+    if (mc_zsock_send(it->via, &m) != MC_OK)
         mc_debug("bus: reply to a departed peer dropped");
 }
 
@@ -281,15 +289,20 @@ static void item_free(item_t *it)
 
 static void on_router_recv(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
 {
-    (void)zs;
     mc_bus_t *bus = arg;
     zmsg_t *m = *pmsg;
     if (bus->stopping)
         return; /* not acknowledged: the sender will send it again */
     item_t *it = mc_new(item_t);
+    it->via = zs;
     it->identity = zmsg_pop(m);
     zframe_t *idf = zmsg_pop(m);
     zframe_t *body = zmsg_pop(m);
+    if (zs == bus->link_router) {
+        /* The ZAP handler named the province behind the key; no name, no entry. */
+        const char *who = idf ? zframe_meta(idf, "User-Id") : NULL;
+        snprintf(it->peer, sizeof it->peer, "%s", who && *who ? who : "?");
+    }
     if (body) {
         if (zframe_size(idf) == MC_UUID_LEN)
             memcpy(it->id, zframe_data(idf), MC_UUID_LEN);
@@ -468,6 +481,7 @@ static int item_decode(mc_bus_t *bus, char *why, size_t whylen)
     item_t *it = bus->work[bus->at];
     mc_envelope_free(&bus->msg.env);
     bus->msg.bus = bus;
+    bus->msg.peer = it->peer[0] ? it->peer : NULL;
     bus->msg.env = it->data ? mc_envelope_decode(it->data, it->len) : NULL;
     if (!bus->msg.env) {
         snprintf(why, whylen, "undecodable envelope (not a motcua.v1.Envelope)");
@@ -475,6 +489,20 @@ static int item_decode(mc_bus_t *bus, char *why, size_t whylen)
     }
     if (!it->id[0] || strcmp(bus->msg.env->message_id, it->id) != 0 || !mc_uuid_valid(it->id)) {
         snprintf(why, whylen, "message id frame missing, malformed or not the envelope's");
+        return 0;
+    }
+    /* Bodies for the link come only from the link, and the link brings nothing else. */
+    int link_body = 0;
+    for (size_t i = 0; i < bus->nlink_accept; i++)
+        link_body |= bus->link_accept[i] == bus->msg.env->body_case;
+    if (bus->msg.peer && !link_body) {
+        snprintf(why, whylen, "%s is not taken from another province (sent by %s)",
+                 bus->msg.env->type, it->peer);
+        mc_warn("bus: %s", why);
+        return 0;
+    }
+    if (!bus->msg.peer && link_body) {
+        snprintf(why, whylen, "%s is taken only from another province's link", bus->msg.env->type);
         return 0;
     }
     return 1;
@@ -645,8 +673,8 @@ static void receive_next(mc_bus_t *bus)
 static peer_t *find_peer(mc_bus_t *bus, const char *name)
 {
     for (size_t i = 0; i < bus->npeers; i++)
-        if (strcmp(bus->peers[i].name, name) == 0)
-            return &bus->peers[i];
+        if (strcmp(bus->peers[i]->name, name) == 0)
+            return bus->peers[i];
     return NULL;
 }
 
@@ -728,7 +756,7 @@ static void acks_flush(mc_bus_t *bus)
     if (bus->acking)
         return;
     for (size_t i = 0; i < bus->npeers; i++) {
-        peer_t *peer = &bus->peers[i];
+        peer_t *peer = bus->peers[i];
         if (!peer->nacks)
             continue;
         sb_close_array(&peer->acks);
@@ -841,6 +869,31 @@ void mc_bus_kick(mc_bus_t *bus)
 
 /* ================================================================ lifecycle */
 
+/* A DEALER to a destination's ROUTER; over CURVE when it is another province's. */
+static void add_peer(mc_bus_t *bus, const mc_bus_peer_t *def)
+{
+    peer_t *peer = mc_new(peer_t);
+    peer->bus = bus;
+    peer->name = mc_strdup(def->name);
+    peer->endpoint = mc_strdup(def->endpoint);
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    assert(dealer);
+    zsock_set_linger(dealer, 0); /* unacknowledged envelopes are in the outbox */
+    zsock_set_immediate(dealer, 1);
+    zsock_set_sndhwm(dealer, 100000);
+    zsock_set_heartbeat_ivl(dealer, 2000);
+    zsock_set_heartbeat_timeout(dealer, 6000);
+    zsock_set_reconnect_ivl(dealer, 100);
+    zsock_set_reconnect_ivl_max(dealer, 2000);
+    if (def->server_key)
+        mc_curve_client(bus->curve, dealer, def->server_key);
+    if (zsock_connect(dealer, "%s", def->endpoint) < 0)
+        mc_error("bus: bad endpoint for %s: %s", peer->name, def->endpoint);
+    peer->zs = mc_zsock_new(bus->loop, &dealer, on_dealer_recv, peer);
+    bus->peers = mc_realloc(bus->peers, sizeof(peer_t *) * (bus->npeers + 1));
+    bus->peers[bus->npeers++] = peer;
+}
+
 mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
 {
     /* czmq would otherwise install its own SIGINT/SIGTERM handlers; the service
@@ -867,26 +920,8 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
     bus->router = mc_zsock_new(loop, &router, on_router_recv, bus);
     bus->stats.bound = 1;
 
-    bus->npeers = cfg->npeers;
-    bus->peers = mc_alloc(sizeof(peer_t) * (cfg->npeers ? cfg->npeers : 1));
-    for (size_t i = 0; i < cfg->npeers; i++) {
-        peer_t *peer = &bus->peers[i];
-        peer->bus = bus;
-        peer->name = mc_strdup(cfg->peers[i].name);
-        peer->endpoint = mc_strdup(cfg->peers[i].endpoint);
-        zsock_t *dealer = zsock_new(ZMQ_DEALER);
-        assert(dealer);
-        zsock_set_linger(dealer, 0); /* unacknowledged envelopes are in the outbox */
-        zsock_set_immediate(dealer, 1);
-        zsock_set_sndhwm(dealer, 100000);
-        zsock_set_heartbeat_ivl(dealer, 2000);
-        zsock_set_heartbeat_timeout(dealer, 6000);
-        zsock_set_reconnect_ivl(dealer, 100);
-        zsock_set_reconnect_ivl_max(dealer, 2000);
-        if (zsock_connect(dealer, "%s", cfg->peers[i].endpoint) < 0)
-            mc_error("bus: bad endpoint for %s: %s", peer->name, cfg->peers[i].endpoint);
-        peer->zs = mc_zsock_new(loop, &dealer, on_dealer_recv, peer);
-    }
+    for (size_t i = 0; i < cfg->npeers; i++)
+        add_peer(bus, &cfg->peers[i]);
 
     const char *s = bus->service;
     /* The head of each (destination, dossier) is the oldest undelivered envelope;
@@ -968,11 +1003,60 @@ void mc_bus_stats(const mc_bus_t *bus, mc_bus_stats_t *out)
 size_t mc_bus_peers(const mc_bus_t *bus, mc_bus_peer_stats_t *out, size_t max)
 {
     for (size_t i = 0; i < bus->npeers && i < max; i++) {
-        const peer_t *p = &bus->peers[i];
+        const peer_t *p = bus->peers[i];
         out[i] = (mc_bus_peer_stats_t){p->name,  p->endpoint, p->sent,
                                        p->acked, p->nacked,   p->last_ack_ms};
     }
     return bus->npeers;
+}
+
+int mc_bus_link(mc_bus_t *bus, const mc_bus_link_t *link, char *err, size_t errlen)
+{
+    if (bus->curve) {
+        snprintf(err, errlen, "the link is already open");
+        return -1;
+    }
+    mc_curve_peer_t allow[link->npeers ? link->npeers : 1];
+    for (size_t i = 0; i < link->npeers; i++) {
+        allow[i].name = link->peers[i].name;
+        allow[i].public_key = link->peers[i].server_key;
+        if (find_peer(bus, link->peers[i].name)) {
+            snprintf(err, errlen, "peer %s has the name of a service", link->peers[i].name);
+            return -1;
+        }
+    }
+    bus->curve = mc_curve_new(bus->loop, link->cert_file, allow, link->npeers, err, errlen);
+    if (!bus->curve)
+        return -1;
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    assert(router);
+    zsock_set_router_mandatory(router, 1);
+    zsock_set_linger(router, 1000);
+    zsock_set_rcvhwm(router, 100000);
+    zsock_set_sndhwm(router, 100000);
+    zsock_set_heartbeat_ivl(router, 2000);
+    zsock_set_heartbeat_timeout(router, 6000);
+    mc_curve_server(bus->curve, router);
+    if (zsock_bind(router, "%s", link->bind) < 0) {
+        snprintf(err, errlen, "cannot bind the link at %s: %s", link->bind,
+                 zmq_strerror(zmq_errno()));
+        zsock_destroy(&router);
+        mc_curve_destroy(&bus->curve);
+        return -1;
+    }
+    bus->link_router = mc_zsock_new(bus->loop, &router, on_router_recv, bus);
+    bus->link_accept = link->accept;
+    bus->nlink_accept = link->naccept;
+    for (size_t i = 0; i < link->npeers; i++)
+        add_peer(bus, &link->peers[i]);
+    mc_info("bus: link to other provinces at %s, our key %s, %zu peer(s)", link->bind,
+            mc_curve_public_key(bus->curve), link->npeers);
+    return 0;
+}
+
+const char *mc_bus_msg_peer(const mc_bus_msg_t *msg)
+{
+    return msg->peer;
 }
 
 const mc_envelope_t *mc_bus_msg_envelope(const mc_bus_msg_t *msg)
@@ -1025,9 +1109,10 @@ static void on_timer_closed(uv_handle_t *h)
     if (--bus->open_handles > 0)
         return;
     for (size_t i = 0; i < bus->npeers; i++) {
-        free(bus->peers[i].name);
-        free(bus->peers[i].endpoint);
-        free(bus->peers[i].acks.data);
+        free(bus->peers[i]->name);
+        free(bus->peers[i]->endpoint);
+        free(bus->peers[i]->acks.data);
+        free(bus->peers[i]);
     }
     free(bus->peers);
     free(bus->work);
@@ -1056,8 +1141,10 @@ void mc_bus_destroy(mc_bus_t **pbus)
     }
     mc_db_unlisten(bus->db);
     mc_zsock_destroy(&bus->router);
+    mc_zsock_destroy(&bus->link_router);
+    mc_curve_destroy(&bus->curve);
     for (size_t i = 0; i < bus->npeers; i++)
-        mc_zsock_destroy(&bus->peers[i].zs);
+        mc_zsock_destroy(&bus->peers[i]->zs);
     uv_close((uv_handle_t *)&bus->tick, on_timer_closed);
     uv_close((uv_handle_t *)&bus->stats_timer, on_timer_closed);
 }

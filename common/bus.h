@@ -43,8 +43,9 @@ typedef struct {
 } mc_bus_handler_t;
 
 typedef struct {
-    const char *name;     /* service name */
-    const char *endpoint; /* where its ROUTER listens, e.g. tcp://127.0.0.1:7181 */
+    const char *name;       /* service name, or another province's code */
+    const char *endpoint;   /* where its ROUTER listens, e.g. tcp://127.0.0.1:7181 */
+    const char *server_key; /* another province: its CURVE public key (Z85); else NULL */
 } mc_bus_peer_t;
 
 typedef struct {
@@ -76,6 +77,25 @@ typedef struct {
 } mc_bus_stats_t;
 void mc_bus_stats(const mc_bus_t *bus, mc_bus_stats_t *out);
 
+/* The link to other provinces: a second ROUTER, a CURVE server whose ZAP handler
+ * admits only the listed provinces' keys (curve.h), and a DEALER over CURVE to each
+ * of them. One key pair per province serves both directions, so a peer's server_key
+ * is also the key it connects with. Envelopes from the link are handled like any
+ * other (inbox, Acks, dead letters), but only bodies in `accept` are taken from it,
+ * and those only from it; their handler learns the sending province from
+ * mc_bus_msg_peer. Envelopes for a province are written with mc_outbox_add_to(ob,
+ * "<province>", ...). */
+typedef struct {
+    const char *bind;           /* e.g. tcp://0.0.0.0:7190 */
+    const char *cert_file;      /* our key pair: a czmq secret certificate file */
+    const mc_bus_peer_t *peers; /* name = province code, endpoint, server_key */
+    size_t npeers;
+    const mc_body_t *accept; /* must outlive the bus */
+    size_t naccept;
+} mc_bus_link_t;
+/* Open the link; 0, or -1 with the reason in err. */
+int mc_bus_link(mc_bus_t *bus, const mc_bus_link_t *link, char *err, size_t errlen);
+
 /* What the relay knows of each destination. */
 typedef struct {
     const char *name;
@@ -94,6 +114,9 @@ void mc_bus_kick(mc_bus_t *bus);
 const mc_envelope_t *mc_bus_msg_envelope(const mc_bus_msg_t *msg);
 mc_db_conn_t *mc_bus_msg_conn(const mc_bus_msg_t *msg);
 mc_bus_t *mc_bus_msg_bus(const mc_bus_msg_t *msg);
+/* The province that sent msg over the link (its CURVE key's name); NULL if it came
+ * from a service of ours. */
+const char *mc_bus_msg_peer(const mc_bus_msg_t *msg);
 /* End the handling of msg. status MC_OK commits; MC_EDECODE, MC_EINVAL or MC_ERULE
  * are permanent (dead letter with reason, acknowledged); anything else rolls back and
  * the envelope comes again later. */

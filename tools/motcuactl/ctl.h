@@ -77,6 +77,7 @@ int ctl_keys_revoke(ctl_t *ctl);
 int ctl_keys_demo(ctl_t *ctl);
 int ctl_stats(ctl_t *ctl);
 int ctl_import(ctl_t *ctl);
+int ctl_curve_keygen(ctl_t *ctl);
 
 /* ---- database ---- */
 
