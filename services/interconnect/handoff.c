@@ -140,6 +140,7 @@ typedef struct {
     handoff_moved_fn cb;
     void *arg;
     mc_db_conn_t *conn;
+    int own_tx; /* handoff_move: our connection and transaction; handoff_move_in: the caller's */
     mc_outbox_t *outbox;
     char state[16];
     int applied;
@@ -147,7 +148,7 @@ typedef struct {
 
 static void move_end(move_t *m, int status)
 {
-    if (m->conn)
+    if (m->conn && m->own_tx)
         mc_db_release(m->conn); /* rolls back if still open */
     mc_outbox_destroy(&m->outbox);
     m->cb(status, m->state[0] ? m->state : NULL, m->applied, m->arg);
@@ -177,14 +178,24 @@ static void on_move_committed(mc_db_conn_t *conn, PGresult *res, int status, voi
     move_end(m, MC_OK);
 }
 
+/* The move is written: commit it, or leave that to the caller's transaction. */
+static void move_written(move_t *m)
+{
+    if (m->own_tx)
+        mc_db_query(m->conn, "COMMIT", NULL, 0, on_move_committed, m);
+    else
+        move_end(m, MC_OK);
+}
+
 static void on_move_emitted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
+    (void)conn;
     move_t *m = arg;
     if (status != MC_OK) {
         move_fail(m, res, status, "outbox");
         return;
     }
-    mc_db_query(conn, "COMMIT", NULL, 0, on_move_committed, m);
+    move_written(m);
 }
 
 /* The report for routing of an applied move. */
@@ -219,13 +230,14 @@ static void tell(move_t *m, const char *code, int step_index, const char *agency
 
 static void on_moved(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
+    (void)conn;
     move_t *m = arg;
     if (status != MC_OK) {
         move_fail(m, res, status, "update");
         return;
     }
     if (PQntuples(res) != 1) { /* no such handoff */
-        mc_db_query(conn, "COMMIT", NULL, 0, on_move_committed, m);
+        move_written(m);
         return;
     }
     snprintf(m->state, sizeof m->state, "%s", PQgetvalue(res, 0, 3));
@@ -239,16 +251,11 @@ static void on_moved(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     if (m->applied && t != TELL_NOBODY)
         tell(m, code, atoi(PQgetvalue(res, 0, 1)), PQgetvalue(res, 0, 2));
     else
-        mc_db_query(conn, "COMMIT", NULL, 0, on_move_committed, m);
+        move_written(m);
 }
 
-static void on_move_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+static void move_update(move_t *m)
 {
-    move_t *m = arg;
-    if (status != MC_OK) {
-        move_fail(m, res, status, "begin");
-        return;
-    }
     mc_db_params_t p = {0};
     mc_db_param_int(&p, m->id);
     mc_db_param_text(&p, moves[m->move].to);
@@ -257,7 +264,7 @@ static void on_move_begun(mc_db_conn_t *conn, PGresult *res, int status, void *a
     mc_db_param_text(&p, m->reason);
     /* The outer SELECT sees the row as it was before the UPDATE: it is read only
      * when the UPDATE did nothing, to say where the handoff is. */
-    mc_db_query(conn,
+    mc_db_query(m->conn,
                 "WITH u AS (UPDATE interconnect.handoffs SET state = $2, updated_at = now(),"
                 "   lease_until = NULL, result = coalesce($4, result),"
                 "   reason = coalesce($5, reason)"
@@ -268,6 +275,17 @@ static void on_move_begun(mc_db_conn_t *conn, PGresult *res, int status, void *a
                 " UNION ALL SELECT code, step_index, agency_code, state, false"
                 "  FROM interconnect.handoffs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM u)",
                 &p, 0, on_moved, m);
+}
+
+static void on_move_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+{
+    (void)conn;
+    move_t *m = arg;
+    if (status != MC_OK) {
+        move_fail(m, res, status, "begin");
+        return;
+    }
+    move_update(m);
 }
 
 static void on_move_conn(mc_db_conn_t *conn, int status, void *arg)
@@ -281,8 +299,8 @@ static void on_move_conn(mc_db_conn_t *conn, int status, void *arg)
     mc_db_query(conn, "BEGIN", NULL, 0, on_move_begun, m);
 }
 
-void handoff_move(interconnect_t *ic, long long id, const char *to, const char *result,
-                  const char *reason, const char *trace, handoff_moved_fn cb, void *arg)
+static move_t *move_new(interconnect_t *ic, long long id, const char *to, const char *result,
+                        const char *reason, const char *trace, handoff_moved_fn cb, void *arg)
 {
     int move = -1;
     for (int i = 0; i < (int)MC_COUNT(moves); i++)
@@ -298,7 +316,24 @@ void handoff_move(interconnect_t *ic, long long id, const char *to, const char *
     m->trace = trace ? mc_strdup(trace) : NULL;
     m->cb = cb;
     m->arg = arg;
+    return m;
+}
+
+void handoff_move(interconnect_t *ic, long long id, const char *to, const char *result,
+                  const char *reason, const char *trace, handoff_moved_fn cb, void *arg)
+{
+    move_t *m = move_new(ic, id, to, result, reason, trace, cb, arg);
+    m->own_tx = 1;
     mc_db_acquire(mc_service_db(ic->svc), on_move_conn, m);
+}
+
+void handoff_move_in(interconnect_t *ic, mc_db_conn_t *conn, long long id, const char *to,
+                     const char *result, const char *reason, const char *trace,
+                     handoff_moved_fn cb, void *arg)
+{
+    move_t *m = move_new(ic, id, to, result, reason, trace, cb, arg);
+    m->conn = conn;
+    move_update(m);
 }
 
 /* ------------------------------------------------------------------ expiry */

@@ -65,6 +65,11 @@ typedef void (*handoff_moved_fn)(int status, const char *state, int applied, voi
  * with reason) when the new state calls for it. result, reason, trace may be NULL. */
 void handoff_move(interconnect_t *ic, long long id, const char *to, const char *result,
                   const char *reason, const char *trace, handoff_moved_fn cb, void *arg);
+/* The same move inside the caller's open transaction on conn (a bus handler's): it
+ * neither begins nor commits; status is that of the statements. */
+void handoff_move_in(interconnect_t *ic, mc_db_conn_t *conn, long long id, const char *to,
+                     const char *result, const char *reason, const char *trace,
+                     handoff_moved_fn cb, void *arg);
 /* Timer: handoffs past their due time become 'expired' (once, with HandoffFailed). */
 void handoff_expire(mc_service_t *svc);
 
