@@ -4,7 +4,8 @@
  * The applicant shows the lookup token; an officer, integrator or operator shows an API
  * key (Authorization: Bearer) instead. Neither: 401. Unknown code or wrong token: 404
  * (existence is not revealed to a wrong token). While the fee is owed online
- * (AWAITING_PAYMENT) the view also has `payment_url`, payment's pay link. */
+ * (AWAITING_PAYMENT) the view also has `payment_url`, payment's pay link; a dossier that
+ * came from another system (national portal, peer province) has `reference`. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +26,7 @@ static const char *lookup_sql =
     " 'code', d.code, 'procedure', d.procedure_code, 'procedure_name', d.procedure_name,"
     " 'agency', d.agency_code, 'channel', d.channel, 'level', d.level, 'fee', d.fee,"
     " 'status', d.status, 'national_status', d.national_status, 'routed', d.routed,"
-    " 'return_method', d.return_method,"
+    " 'return_method', d.return_method, 'reference', d.reference,"
     " 'payment_url', CASE WHEN d.status = 'AWAITING_PAYMENT' THEN $3 || d.code END,"
     " 'overdue', d.overdue OR (d.due_at < now() AND d.status IN ('SUBMITTED', 'RECEIVED',"
     "   'IN_PROGRESS', 'HANDED_OFF')),"
@@ -57,6 +58,8 @@ static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     }
     if (json_is_null(json_object_get(body, "payment_url")))
         json_object_del(body, "payment_url"); /* only while the fee is owed */
+    if (json_is_null(json_object_get(body, "reference")))
+        json_object_del(body, "reference"); /* only for dossiers from another system */
     mc_http_reply_json(req, 200, body);
 }
 

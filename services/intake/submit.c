@@ -1,6 +1,12 @@
 /* submit.c: POST /v1/dossiers — validate a submission, give it a dossier code, store
  * it and its DossierSubmitted envelope in one transaction, answer 201.
  *
+ * Reference: a dossier that arrived from another system (the national portal, a peer
+ * province through interconnect) carries "reference": {system, id, handoff_id?}. Only
+ * a caller with an API key (integrator or operator) may give one: without a key it is
+ * 403. It is stored on the dossier (one dossier per reference: a second is 409) and
+ * travels in DossierSubmitted.reference to routing, which puts it on every status.
+ *
  * Idempotency-Key: the key is inserted first in the same transaction; a concurrent
  * repeat waits on it and, once the first commits, gets the stored answer (or 409 if
  * the body differs). A crash before COMMIT leaves nothing; after it, everything. */
@@ -158,6 +164,35 @@ static int validate_documents(json_t *docs, verdict_t *v)
     return 0;
 }
 
+/* "national_portal" or "province:<code>"; ids of the other system: letters, digits and
+ * . _ - / : (64 bytes at most). */
+static int validate_reference(json_t *ref, verdict_t *v)
+{
+    if (!ref || json_is_null(ref))
+        return 0;
+    if (!json_is_object(ref))
+        return refuse(v, 400, "reference", "reference must be an object {system, id, handoff_id}");
+    int bad = 0;
+    const char *system = member(ref, "system", 48, &bad);
+    const char *id = member(ref, "id", 64, &bad);
+    const char *handoff = member(ref, "handoff_id", 64, &bad);
+    if (bad && !system)
+        return refuse(v, 400, "reference.system", "must be a non-empty string");
+    if (!system || (strcmp(system, "national_portal") != 0 &&
+                    (strncmp(system, "province:", 9) != 0 || !charset_ok(system + 9, ".-_", 32))))
+        return refuse(v, 400, "reference.system",
+                      "reference.system must be national_portal or province:<code>");
+    if (!id || !charset_ok(id, "._-/:", 64))
+        return refuse(v, 400, "reference.id",
+                      "reference.id is required: 1 to 64 letters, digits or . _ - / :");
+    if (bad ||
+        (json_object_get(ref, "handoff_id") && !json_is_null(json_object_get(ref, "handoff_id")) &&
+         (!handoff || !charset_ok(handoff, "._-/:", 64))))
+        return refuse(v, 400, "reference.handoff_id",
+                      "reference.handoff_id: 1 to 64 letters, digits or . _ - / :");
+    return 0;
+}
+
 static int validate(json_t *in, const char **agency, verdict_t *v)
 {
     int bad = 0;
@@ -173,6 +208,8 @@ static int validate(json_t *in, const char **agency, verdict_t *v)
     if (validate_applicant(json_object_get(in, "applicant"), v))
         return -1;
     if (validate_documents(json_object_get(in, "documents"), v))
+        return -1;
+    if (validate_reference(json_object_get(in, "reference"), v))
         return -1;
     const char *ret = member(in, "return_method", 16, &bad);
     if (bad || (ret && strcmp(ret, "counter") && strcmp(ret, "post") && strcmp(ret, "online")))
@@ -337,6 +374,14 @@ static void emit_submitted(submit_t *s)
     }
     ev.n_steps = nsteps;
     ev.steps = sp;
+    Motcua__V1__Reference ref = MOTCUA__V1__REFERENCE__INIT;
+    json_t *rj = json_object_get(in, "reference");
+    if (json_is_object(rj)) {
+        ref.system = (char *)STR(rj, "system");
+        ref.id = (char *)STR(rj, "id");
+        ref.handoff_id = (char *)STR(rj, "handoff_id");
+        ev.reference = &ref;
+    }
 #undef STR
     env.dossier_code = s->code;
     env.body_case = MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED;
@@ -370,6 +415,13 @@ static void on_dossier_inserted(mc_db_conn_t *conn, PGresult *res, int status, v
 {
     (void)conn;
     submit_t *s = arg;
+    if (status == MC_EDB && strcmp(mc_db_sqlstate(res), "23505") == 0) {
+        /* Another dossier has this reference; releasing the connection rolls back. */
+        mc_http_reply_error(s->req, 409, "conflict",
+                            "a dossier with this reference was submitted already", "reference");
+        submit_free(s);
+        return;
+    }
     if (status != MC_OK || PQntuples(res) != 1) {
         fail(s, res, status, "insert");
         return;
@@ -404,11 +456,12 @@ static void insert_dossier(submit_t *s)
         " d AS ("
         "  INSERT INTO intake.dossiers (code, procedure_code, agency_code, channel, applicant,"
         "    documents, return_method, delivery_address, lookup_token, received_at, due_at,"
-        "    procedure_name, level, fee, status, national_status)"
+        "    procedure_name, level, fee, status, national_status, reference)"
         "  SELECT seq.agency_code || '-' || seq.day || '-' ||"
         "    lpad(seq.last::text, greatest(7, length(seq.last::text)), '0'),"
         "    $2, $1, $3, $4::jsonb, $5::jsonb, $6, $7, $8, to_timestamp($9::bigint / 1000.0),"
-        "    to_timestamp($10::bigint / 1000.0), $11, $12::int, $13::bigint, $14, $15::int FROM seq"
+        "    to_timestamp($10::bigint / 1000.0), $11, $12::int, $13::bigint, $14, $15::int,"
+        "    $16::jsonb FROM seq"
         "  RETURNING code, received_at),"
         " e AS (INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
         "  SELECT code, $14, $1, 'received by intake', received_at FROM d)"
@@ -437,7 +490,20 @@ static void insert_dossier(submit_t *s)
     mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "fee")));
     mc_db_param_text(&p, mc_state_name(initial_state(s)));
     mc_db_param_int(&p, mc_state_national(initial_state(s)));
+    json_t *rj = json_object_get(in, "reference");
+    char *reference = NULL;
+    if (json_is_object(rj)) {
+        /* Stored as given, without members it does not know. */
+        json_t *keep = json_pack("{s:O, s:O}", "system", json_object_get(rj, "system"), "id",
+                                 json_object_get(rj, "id"));
+        if (json_is_string(json_object_get(rj, "handoff_id")))
+            json_object_set(keep, "handoff_id", json_object_get(rj, "handoff_id"));
+        reference = json_dumps(keep, JSON_COMPACT);
+        json_decref(keep);
+    }
+    mc_db_param_text(&p, reference);
     mc_db_query(s->conn, sql, &p, 0, on_dossier_inserted, s);
+    free(reference);
     free(applicant);
     free(documents);
 }
@@ -617,9 +683,9 @@ static void on_conn(mc_db_conn_t *conn, int status, void *arg)
     mc_db_query(conn, "BEGIN", NULL, 0, on_begin, s);
 }
 
-void dossier_submit(mc_http_req_t *req, void *arg)
+/* Validate the submission and start its transaction (or answer the request). */
+static void submit_start(mc_http_req_t *req, mc_service_t *svc)
 {
-    mc_service_t *svc = arg;
     json_t *in = mc_http_json_body(req);
     if (!in)
         return; /* 400 already sent */
@@ -652,4 +718,33 @@ void dossier_submit(mc_http_req_t *req, void *arg)
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(s->token, sizeof s->token, rnd, sizeof rnd);
     mc_db_acquire(mc_service_db(svc), on_conn, s);
+}
+
+static void submit_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
+{
+    if (!who) {
+        mc_http_reply_error(req, 403, "forbidden",
+                            "a dossier with a reference is submitted with an API key "
+                            "(integrator or operator)",
+                            "reference");
+        return;
+    }
+    submit_start(req, arg);
+}
+
+void dossier_submit(mc_http_req_t *req, void *arg)
+{
+    /* Anyone may submit; a reference to another system needs an integrator's key. */
+    json_t *in = mc_http_json_body(req);
+    if (!in)
+        return; /* 400 already sent */
+    json_t *ref = json_object_get(in, "reference");
+    int referenced = ref && !json_is_null(ref);
+    json_decref(in);
+    if (!referenced) {
+        submit_start(req, arg);
+        return;
+    }
+    mc_auth_optional(intake_of(arg)->auth, req, MC_SCOPE_INTEGRATOR | MC_SCOPE_OPERATOR, submit_as,
+                     arg);
 }

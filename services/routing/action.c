@@ -254,6 +254,7 @@ static int decide(act_t *a)
     ch->actor = a->actor;
     ch->note = a->note;
     ch->applicant = json_object_get(c, "applicant");
+    ch->reference = json_object_get(c, "reference");
     ch->trace = mc_http_header(a->req, "x-trace-id");
     ch->notify_params = a->params;
     json_object_set_new(a->params, "procedure", json_string(jstr(c, "procedure_name")));
@@ -404,6 +405,7 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
         "  'applicant', c.applicant, 'documents', c.documents,"
         "  'return_method', c.return_method, 'delivery_address', c.delivery_address,"
+        "  'reference', c.reference,"
         "  'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
         "    'agency', s.agency_code, 'days', s.days, 'external', s.external,"
         "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"

@@ -17,6 +17,7 @@ typedef struct {
     change_t change;
     json_t *applicant;
     json_t *params;
+    json_t *reference;
 } open_t;
 
 static void open_end(open_t *o, int status, const char *why)
@@ -25,6 +26,7 @@ static void open_end(open_t *o, int status, const char *why)
     mc_outbox_destroy(&o->outbox);
     json_decref(o->applicant);
     json_decref(o->params);
+    json_decref(o->reference);
     free(o);
     mc_bus_done(msg, status, why);
 }
@@ -108,6 +110,13 @@ void case_open(mc_bus_msg_t *msg, void *arg)
     ch->step_agency = ev->steps[0]->agency_code;
     ch->due_ms = ev->due_at_ms;
     ch->applicant = o->applicant;
+    if (ev->reference && ev->reference->system[0]) {
+        o->reference =
+            json_pack("{s:s, s:s}", "system", ev->reference->system, "id", ev->reference->id);
+        if (ev->reference->handoff_id[0])
+            json_object_set_new(o->reference, "handoff_id", json_string(ev->reference->handoff_id));
+    }
+    ch->reference = o->reference;
     ch->trace = in->trace_id;
     ch->causation = in->message_id;
     if (ev->channel == MOTCUA__V1__CHANNEL__CHANNEL_ONLINE) {
@@ -142,10 +151,11 @@ void case_open(mc_bus_msg_t *msg, void *arg)
     static const char *sql =
         "WITH c AS (INSERT INTO routing.cases (code, procedure_code, procedure_name, agency_code,"
         "   resolving_agency, channel, state, received_at, due_at, level, days, fee, cutoff,"
-        "   return_method, applicant, documents, catalog_version, delivery_address)"
+        "   return_method, applicant, documents, catalog_version, delivery_address, reference)"
         "  VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::bigint / 1000.0),"
         "   CASE WHEN $9::bigint > 0 THEN to_timestamp($9::bigint / 1000.0) END, $10::int,"
-        "   $11::numeric, $12::bigint, nullif($13, ''), $14, $15::jsonb, $16::jsonb, $17, $24)"
+        "   $11::numeric, $12::bigint, nullif($13, ''), $14, $15::jsonb, $16::jsonb, $17, $24,"
+        "   $25::jsonb)"
         "  RETURNING code),"
         " s AS (INSERT INTO routing.case_steps (code, idx, name, agency_code, days, external,"
         "   started_at, due_at)"
@@ -190,7 +200,10 @@ void case_open(mc_bus_msg_t *msg, void *arg)
     mc_db_param_text(&p, froms);
     mc_db_param_text(&p, tos);
     mc_db_param_text(&p, ev->delivery_address);
+    char *reference = o->reference ? json_dumps(o->reference, JSON_COMPACT) : NULL;
+    mc_db_param_text(&p, reference);
     mc_db_query(mc_bus_msg_conn(msg), sql, &p, 0, on_opened, o);
+    free(reference);
     free(steps);
     free(applicant);
     free(documents);

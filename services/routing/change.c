@@ -1,6 +1,7 @@
 /* change.c: the envelopes every change of a case emits — one DossierStatusChanged per
  * state passed through (intake keeps the public view, interconnect and others follow),
- * and the applicant's notification. Written in the same transaction as the change. */
+ * and the applicant's notification. Written in the same transaction as the change.
+ * A dossier from another system carries its reference on every status change. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,13 @@ void change_emit(mc_outbox_t *ob, const change_t *ch)
         sc.step_name = (char *)(ch->step_name ? ch->step_name : "");
         sc.step_agency_code = (char *)(ch->step_agency ? ch->step_agency : "");
         sc.action = (char *)(ch->action ? ch->action : "");
+        Motcua__V1__Reference ref = MOTCUA__V1__REFERENCE__INIT;
+        if (json_is_object(ch->reference)) {
+            ref.system = str_or_empty(ch->reference, "system");
+            ref.id = str_or_empty(ch->reference, "id");
+            ref.handoff_id = str_or_empty(ch->reference, "handoff_id");
+            sc.reference = &ref;
+        }
         env.dossier_code = (char *)ch->code;
         env.body_case = MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED;
         env.dossier_status_changed = &sc;

@@ -100,6 +100,7 @@ static void on_marked(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
             .notify = "overdue_apology",
             .notify_params = params,
             .applicant = json_object_get(row, "applicant"),
+            .reference = json_object_get(row, "reference"),
         };
         change_emit(sw->outbox, &ch);
         json_decref(params);
@@ -182,7 +183,7 @@ static void on_candidates(mc_db_conn_t *conn, PGresult *res, int status, void *a
         "  'due_ms', (extract(epoch FROM m.due_at) * 1000)::bigint,"
         "  'appointment_ms', m.appointment_ms, 'reason', a.reason, 'step_name', st.name,"
         "  'step_agency', st.agency_code, 'applicant', m.applicant,"
-        "  'procedure_name', m.procedure_name)"
+        "  'procedure_name', m.procedure_name, 'reference', m.reference)"
         " FROM marked m JOIN step st ON st.code = m.code JOIN apology a ON a.code = m.code";
     mc_db_params_t p = {0};
     mc_db_param_text(&p, codes_text);

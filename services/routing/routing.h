@@ -45,6 +45,8 @@ typedef struct {
     const char *notify;    /* notification event ("received", ...) or NULL */
     json_t *notify_params; /* borrowed; may be NULL */
     json_t *applicant;     /* borrowed: email and phone of whom to notify */
+    json_t *reference;     /* borrowed: {system, id, handoff_id?} of a dossier from
+                              another system (routing.cases.reference), or NULL */
     const char *trace;
     const char *causation;
 } change_t;
