@@ -32,5 +32,7 @@ void agency_list(mc_http_req_t *req, void *arg);
 void calendar_due(mc_http_req_t *req, void *arg);
 /* DossierStatusChanged: keep the public view (status_view.c). */
 void status_view_update(mc_bus_msg_t *msg, void *arg);
+/* HandoffProgress: another agency's answer on a step, in the history (status_view.c). */
+void status_view_progress(mc_bus_msg_t *msg, void *arg);
 
 #endif

@@ -5,7 +5,13 @@
  * key (Authorization: Bearer) instead. Neither: 401. Unknown code or wrong token: 404
  * (existence is not revealed to a wrong token). While the fee is owed online
  * (AWAITING_PAYMENT) the view also has `payment_url`, payment's pay link; a dossier that
- * came from another system (national portal, peer province) has `reference`. */
+ * came from another system (national portal, peer province) has `reference`.
+ *
+ * `steps`: every step of the workflow (a liên thông chain crosses agencies), with its
+ * agency, state (waiting, in_progress, handed_off, done, failed, stopped), what it
+ * produced (result) and, for a step handed to another agency, that agency's last answer
+ * (handoff: sent, accepted, completed, rejected, failed, expired). `results`, once the
+ * result is ready (RESULT_READY, RETURNED): every step's result in order, together. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +40,16 @@ static const char *lookup_sql =
     " 'appointment_at', " LOCAL("d.appointment_at") ","
     " 'history', (SELECT coalesce(json_agg(json_build_object('at', " LOCAL("e.at") ","
     "     'state', e.state, 'agency', e.agency_code, 'note', e.note) ORDER BY e.id), '[]')"
-    "   FROM intake.dossier_events e WHERE e.code = d.code))"
+    "   FROM intake.dossier_events e WHERE e.code = d.code),"
+    " 'steps', (SELECT json_agg(json_strip_nulls(json_build_object('index', s.idx,"
+    "     'name', s.name, 'agency', s.agency_code, 'agency_name', a.name, 'state', s.state,"
+    "     'result', s.result, 'handoff', s.handoff_state)) ORDER BY s.idx)"
+    "   FROM intake.dossier_steps s LEFT JOIN intake.agencies a ON a.code = s.agency_code"
+    "   WHERE s.code = d.code),"
+    " 'results', CASE WHEN d.status IN ('RESULT_READY', 'RETURNED') THEN"
+    "   (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
+    "     'agency', s.agency_code, 'result', s.result) ORDER BY s.idx)"
+    "   FROM intake.dossier_steps s WHERE s.code = d.code) END)"
     " FROM intake.dossiers d WHERE d.code = $1 AND ($2::text IS NULL OR d.lookup_token = $2)";
 // clang-format on
 
@@ -58,6 +73,10 @@ static void on_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     }
     if (json_is_null(json_object_get(body, "payment_url")))
         json_object_del(body, "payment_url"); /* only while the fee is owed */
+    if (json_is_null(json_object_get(body, "steps")))
+        json_object_del(body, "steps"); /* routing has not told the steps yet */
+    if (json_is_null(json_object_get(body, "results")))
+        json_object_del(body, "results"); /* only once the result is ready */
     if (json_is_null(json_object_get(body, "reference")))
         json_object_del(body, "reference"); /* only for dossiers from another system */
     mc_http_reply_json(req, 200, body);

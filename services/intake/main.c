@@ -18,6 +18,7 @@ static const mc_route_t routes[] = {
 
 static const mc_bus_handler_t handlers[] = {
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, status_view_update},
+    {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_PROGRESS, status_view_progress},
 };
 
 int main(int argc, char **argv)

@@ -54,6 +54,7 @@ typedef struct {
     const char *pause_kind;
     const char *outcome;
     json_t *handoff_step; /* borrowed from c */
+    json_t *steps;        /* the steps after the change (change_steps) */
 } act_t;
 
 static void act_free(act_t *a)
@@ -63,6 +64,7 @@ static void act_free(act_t *a)
     json_decref(a->c);
     json_decref(a->params);
     json_decref(a->answer);
+    json_decref(a->steps);
     mc_outbox_destroy(&a->outbox);
     free(a->note);
     free(a->officer);
@@ -121,28 +123,6 @@ static void on_emitted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     mc_db_query(conn, "COMMIT", NULL, 0, on_committed, a);
 }
 
-/* ResultReady: postal ships it when it goes back by post. */
-static void emit_result_ready(act_t *a)
-{
-    json_t *applicant = json_object_get(a->c, "applicant");
-    Motcua__V1__Applicant ap = MOTCUA__V1__APPLICANT__INIT;
-    Motcua__V1__ResultReady r = MOTCUA__V1__RESULT_READY__INIT;
-    mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
-    ap.name = (char *)jstr(applicant, "name");
-    ap.phone = (char *)jstr(applicant, "phone");
-    ap.email = (char *)jstr(applicant, "email");
-    ap.address = (char *)jstr(applicant, "address");
-    r.code = a->code;
-    r.return_method = (char *)jstr(a->c, "return_method");
-    r.delivery_address = (char *)jstr(a->c, "delivery_address");
-    r.applicant = &ap;
-    r.procedure_name = (char *)jstr(a->c, "procedure_name");
-    env.dossier_code = a->code;
-    env.body_case = MOTCUA__V1__ENVELOPE__BODY_RESULT_READY;
-    env.result_ready = &r;
-    mc_outbox_add(a->outbox, &env, mc_http_header(a->req, "x-trace-id"), NULL);
-}
-
 static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     act_t *a = arg;
@@ -150,13 +130,15 @@ static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         act_fail(a, res, status, "update");
         return;
     }
+    a->ch.steps = a->steps = change_steps(res);
     a->outbox = mc_outbox_new("routing");
     change_emit(a->outbox, &a->ch);
     if (a->handoff_step)
         change_emit_handoff(a->outbox, a->code, a->c, a->new_step, a->handoff_step, a->step_due_ms,
                             a->note, mc_http_header(a->req, "x-trace-id"));
-    if (a->action == MC_ACT_RESULT_READY)
-        emit_result_ready(a);
+    if (a->action == MC_ACT_RESULT_READY) /* postal ships it when it goes back by post */
+        change_emit_result_ready(a->outbox, a->code, a->c, a->steps,
+                                 mc_http_header(a->req, "x-trace-id"));
     mc_outbox_write(a->outbox, conn, on_emitted, a);
 }
 
@@ -170,7 +152,8 @@ static void write_change(act_t *a)
                           .step_due_ms = a->step_due_ms,
                           .pause = a->pause,
                           .pause_kind = a->pause_kind,
-                          .outcome = a->outcome};
+                          .outcome = a->outcome,
+                          .result = a->note}; /* the officer's note: what the step produced */
     change_write(a->conn, &a->ch, &rows, on_written, a);
 }
 
@@ -408,6 +391,7 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         "  'reference', c.reference,"
         "  'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
         "    'agency', s.agency_code, 'days', s.days, 'external', s.external,"
+        "    'procedure', s.procedure_code,"
         "    'due_ms', " MS("s.due_at") ") ORDER BY s.idx)"
         "    FROM routing.case_steps s WHERE s.code = c.code),"
         "  'covers_step', " COVERS("(SELECT agency_code FROM cur)") ","

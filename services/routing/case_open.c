@@ -18,6 +18,7 @@ typedef struct {
     json_t *applicant;
     json_t *params;
     json_t *reference;
+    json_t *steps; /* the public view of the steps: the first in charge */
 } open_t;
 
 static void open_end(open_t *o, int status, const char *why)
@@ -27,6 +28,7 @@ static void open_end(open_t *o, int status, const char *why)
     json_decref(o->applicant);
     json_decref(o->params);
     json_decref(o->reference);
+    json_decref(o->steps);
     free(o);
     mc_bus_done(msg, status, why);
 }
@@ -57,9 +59,10 @@ static char *steps_json(const Motcua__V1__DossierSubmitted *ev)
     json_t *steps = json_array();
     for (size_t i = 0; i < ev->n_steps; i++)
         json_array_append_new(steps,
-                              json_pack("{s:s, s:s, s:f, s:b}", "name", ev->steps[i]->name,
+                              json_pack("{s:s, s:s, s:f, s:b, s:s}", "name", ev->steps[i]->name,
                                         "agency_code", ev->steps[i]->agency_code, "days",
-                                        ev->steps[i]->days, "external", ev->steps[i]->external));
+                                        ev->steps[i]->days, "external", ev->steps[i]->external,
+                                        "procedure_code", ev->steps[i]->procedure_code));
     char *text = json_dumps(steps, JSON_COMPACT);
     json_decref(steps);
     return text;
@@ -117,6 +120,7 @@ void case_open(mc_bus_msg_t *msg, void *arg)
             json_object_set_new(o->reference, "handoff_id", json_string(ev->reference->handoff_id));
     }
     ch->reference = o->reference;
+    ch->steps = o->steps = change_steps_opened(ev);
     ch->trace = in->trace_id;
     ch->causation = in->message_id;
     if (ev->channel == MOTCUA__V1__CHANNEL__CHANNEL_ONLINE) {
@@ -158,9 +162,10 @@ void case_open(mc_bus_msg_t *msg, void *arg)
         "   $25::jsonb)"
         "  RETURNING code),"
         " s AS (INSERT INTO routing.case_steps (code, idx, name, agency_code, days, external,"
-        "   started_at, due_at)"
+        "   procedure_code, started_at, due_at)"
         "  SELECT c.code, (x.o - 1)::int, x.st->>'name', x.st->>'agency_code',"
         "   (x.st->>'days')::numeric, (x.st->>'external')::boolean,"
+        "   nullif(x.st->>'procedure_code', ''),"
         "   CASE WHEN x.o = 1 THEN now() END,"
         "   CASE WHEN x.o = 1 THEN to_timestamp($18::bigint / 1000.0) END"
         "  FROM c, jsonb_array_elements($19::jsonb) WITH ORDINALITY AS x(st, o))"
@@ -248,6 +253,7 @@ static void case_show_as(mc_http_req_t *req, const mc_principal_t *who, void *ar
         "   AND (c.paused_at IS NULL OR c.paused_at >= c.due_at),"
         " 'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
         "   'agency', s.agency_code, 'days', s.days, 'external', s.external,"
+        "   'procedure', s.procedure_code,"
         "   'started_at', " LOCAL("s.started_at") ", 'due_at', " LOCAL("s.due_at") ","
         "   'done_at', " LOCAL("s.done_at") ","
         "   'late', s.due_at IS NOT NULL AND coalesce(s.done_at, now()) > s.due_at"

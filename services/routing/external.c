@@ -20,6 +20,7 @@ typedef struct {
     change_t ch;
     change_rows_t rows;
     json_t *handoff_step; /* borrowed from c: the next step goes outside motcua too */
+    json_t *steps;        /* the steps after the change (change_steps) */
     char note[300];
 } ext_t;
 
@@ -31,6 +32,7 @@ static void ext_end(ext_t *e, int status, const char *why)
     mc_bus_msg_t *msg = e->msg;
     json_decref(e->c);
     json_decref(e->params);
+    json_decref(e->steps);
     mc_outbox_destroy(&e->outbox);
     free(e);
     mc_bus_done(msg, status, why);
@@ -49,6 +51,7 @@ static void on_written(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         ext_end(e, status, res ? PQresultErrorMessage(res) : "write");
         return;
     }
+    e->ch.steps = e->steps = change_steps(res);
     e->outbox = mc_outbox_new("routing");
     change_emit(e->outbox, &e->ch);
     if (e->handoff_step)
@@ -199,6 +202,7 @@ static void decide_handoff_completed(ext_t *e, mc_state_t state)
     if (e->ch.states[0] == state)
         return;
     e->rows.done_old = 1;
+    e->rows.result = h->result; /* returned with the others when the result is ready */
     json_t *next = json_array_get(steps, (size_t)step + 1);
     if (!next)
         return; /* the last step is done: an officer approves or refuses */
@@ -239,6 +243,7 @@ static void decide_handoff_failed(ext_t *e, mc_state_t state)
     json_t *prev = json_array_get(json_object_get(e->c, "steps"), (size_t)step - 1);
     e->rows.new_step = step - 1;
     e->rows.start_new = 1;
+    e->rows.reopen_new = 1; /* its officers decide again: hand off again, or refuse */
     e->rows.step_due_ms =
         deadline_due(e->svc, mc_wall_ms(), json_number_value(json_object_get(prev, "days")), NULL);
     e->ch.step_name = jstr(prev, "name");
@@ -277,6 +282,7 @@ static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     ch->from = state;
     ch->actor = env->source;
     ch->applicant = json_object_get(e->c, "applicant");
+    ch->reference = json_object_get(e->c, "reference");
     ch->notify_params = e->params;
     ch->trace = env->trace_id;
     ch->causation = env->message_id;
@@ -319,8 +325,10 @@ void case_report(mc_bus_msg_t *msg, void *arg)
         " SELECT json_build_object('state', c.state, 'step', c.step_index,"
         "  'procedure_name', c.procedure_name, 'applicant', c.applicant, 'fee', c.fee,"
         "  'procedure_code', c.procedure_code, 'documents', c.documents,"
+        "  'reference', c.reference,"
         "  'steps', (SELECT json_agg(json_build_object('index', s2.idx, 'name', s2.name,"
-        "    'agency', s2.agency_code, 'days', s2.days, 'external', s2.external) ORDER BY s2.idx)"
+        "    'agency', s2.agency_code, 'days', s2.days, 'external', s2.external,"
+        "    'procedure', s2.procedure_code) ORDER BY s2.idx)"
         "    FROM routing.case_steps s2 WHERE s2.code = c.code),"
         "  'due_ms', " MS("c.due_at") ", 'paused_ms', " MS("c.paused_at") ","
         "  'step_name', s.name, 'step_agency', s.agency_code)"

@@ -47,12 +47,28 @@ typedef struct {
     json_t *applicant;     /* borrowed: email and phone of whom to notify */
     json_t *reference;     /* borrowed: {system, id, handoff_id?} of a dossier from
                               another system (routing.cases.reference), or NULL */
+    json_t *steps;         /* borrowed: the workflow after the change, from change_steps()
+                              (or change_steps_opened()); NULL if the change leaves the steps
+                              as they were (DossierStatusChanged.steps is then empty) */
     const char *trace;
     const char *causation;
 } change_t;
 /* Add the change's DossierStatusChanged envelopes (one per state passed) and its
- * NotificationRequested, if any, to ob. */
+ * NotificationRequested, if any, to ob. With ch->steps, every envelope carries each
+ * step's public state and result, and a result_ready notification gets the `results`
+ * parameter (a Vietnamese line listing what the steps produced). */
 void change_emit(mc_outbox_t *ob, const change_t *ch);
+
+/* The steps of the case after a change_write (its result res): a new JSON array of
+ * {index, name, agency, current, started, done, result}, or NULL. */
+json_t *change_steps(PGresult *res);
+/* The steps of a case just opened (the first in charge and started): a new array. */
+json_t *change_steps_opened(const Motcua__V1__DossierSubmitted *ev);
+
+/* ResultReady for case `c` (a JSON with return_method, delivery_address, applicant,
+ * procedure_name) with every step's result in order (steps: from change_steps). */
+void change_emit_result_ready(mc_outbox_t *ob, const char *code, json_t *c, json_t *steps,
+                              const char *trace);
 
 /* HandoffRequested for step `step_index` (the catalog step `step`, with its due time) of
  * case `c` (a JSON with procedure_code, applicant and documents), to interconnect. */
@@ -71,9 +87,13 @@ typedef struct {
     const char *pause;       /* "set", "clear" or "keep" (NULL) */
     const char *pause_kind;  /* with "set": "supplement" or "payment" */
     const char *outcome;     /* approved, refused, withdrawn, rejected; NULL if still open */
+    const char *result;      /* with done_old: what the old step produced (NULL: nothing) */
+    int reopen_new;          /* with start_new: the new step was done and is open again
+                                (a later step came back refused): not done, no result */
 } change_rows_t;
 /* Write the change (case, steps, pauses, events with ch->actor and ch->note) in one
- * statement on conn, inside the caller's transaction. */
+ * statement on conn, inside the caller's transaction; its result is the steps after
+ * the change (change_steps). */
 void change_write(mc_db_conn_t *conn, const change_t *ch, const change_rows_t *rows,
                   mc_db_result_fn fn, void *arg);
 
