@@ -198,14 +198,35 @@ static void on_move_emitted(mc_db_conn_t *conn, PGresult *res, int status, void 
     move_written(m);
 }
 
-/* The report for routing of an applied move. */
+/* What an applied move tells, in its transaction: the public view (intake) hears every
+ * move as HandoffProgress, with what the agency said (the result, the reason); routing
+ * hears the end of the step (HandoffCompleted, HandoffFailed). */
 static void tell(move_t *m, const char *code, int step_index, const char *agency)
 {
+    m->outbox = mc_outbox_new("interconnect");
+    Motcua__V1__HandoffProgress hp = MOTCUA__V1__HANDOFF_PROGRESS__INIT;
+    mc_envelope_t penv = MOTCUA__V1__ENVELOPE__INIT;
+    hp.code = (char *)code;
+    hp.step_index = step_index;
+    hp.agency_code = (char *)agency;
+    hp.state = (char *)moves[m->move].to;
+    hp.note = m->result ? m->result : "";
+    if (!m->result && m->reason && strcmp(m->reason, moves[m->move].to) != 0)
+        hp.note = m->reason; /* "expired" says nothing the state does not */
+    hp.at_ms = mc_wall_ms();
+    penv.dossier_code = (char *)code;
+    penv.body_case = MOTCUA__V1__ENVELOPE__BODY_HANDOFF_PROGRESS;
+    penv.handoff_progress = &hp;
+    mc_outbox_add(m->outbox, &penv, m->trace, NULL);
     mc_envelope_t env = MOTCUA__V1__ENVELOPE__INIT;
     env.dossier_code = (char *)code;
     Motcua__V1__HandoffCompleted c = MOTCUA__V1__HANDOFF_COMPLETED__INIT;
     Motcua__V1__HandoffFailed f = MOTCUA__V1__HANDOFF_FAILED__INIT;
     tell_t t = moves[m->move].tell;
+    if (t == TELL_NOBODY) {
+        mc_outbox_write(m->outbox, m->conn, on_move_emitted, m);
+        return;
+    }
     if (t == TELL_COMPLETED) {
         c.code = (char *)code;
         c.step_index = step_index;
@@ -223,7 +244,6 @@ static void tell(move_t *m, const char *code, int step_index, const char *agency
         env.body_case = MOTCUA__V1__ENVELOPE__BODY_HANDOFF_FAILED;
         env.handoff_failed = &f;
     }
-    m->outbox = mc_outbox_new("interconnect");
     mc_outbox_add(m->outbox, &env, m->trace, NULL);
     mc_outbox_write(m->outbox, m->conn, on_move_emitted, m);
 }
@@ -248,7 +268,7 @@ static void on_moved(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         mc_logd(t == TELL_NOBODY || t == TELL_COMPLETED ? MC_LOG_INFO : MC_LOG_WARN, m->trace, code,
                 "handoff %lld of step %s to %s: %s%s%s", m->id, PQgetvalue(res, 0, 1),
                 PQgetvalue(res, 0, 2), m->state, m->reason ? ": " : "", m->reason ? m->reason : "");
-    if (m->applied && t != TELL_NOBODY)
+    if (m->applied)
         tell(m, code, atoi(PQgetvalue(res, 0, 1)), PQgetvalue(res, 0, 2));
     else
         move_written(m);
