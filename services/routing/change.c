@@ -249,7 +249,7 @@ void change_write(mc_db_conn_t *conn, const change_t *ch, const change_rows_t *r
         " po AS (INSERT INTO routing.pauses (code, kind, started_at, note)"
         "   SELECT $1, $11, now(), coalesce($12, '') WHERE $11::text IS NOT NULL),"
         " pc AS (UPDATE routing.pauses SET ended_at = now()"
-        "   WHERE code = $1 AND ended_at IS NULL AND $5 = 'clear')"
+        "   WHERE code = $1 AND ended_at IS NULL AND $5 = 'clear'),"
         " ev AS (INSERT INTO routing.case_events (code, from_state, to_state, actor, note)"
         "  SELECT $1, u.f, u.t, $15, coalesce($12, '') FROM"
         "  unnest($13::text[], $14::text[]) WITH ORDINALITY AS u(f, t, o) ORDER BY u.o)"

@@ -5,16 +5,24 @@ residence registration → BHXH card) walked by the commune's officers until HAN
 the handoff reaches the residence system, which answers later by a signed callback
 (completed → HandoffCompleted to routing; rejected → HandoffFailed); forged and stale
 callbacks; the system down (retried, then received once); an immediate answer; an
-agency with no system; expiry, once.
+agency with no system; expiry, once. Then both chains end to end as the applicant sees
+them: submitted once online, every step's state and the other agencies' answers in the
+public lookup, a refusal in the middle of the death chain, and at the end every step's
+result listed together in the lookup, in ResultReady and in the result_ready e-mail.
 
 Run: cd tests/system && /usr/bin/python3 run.py test_handoff"""
 import hashlib
 import hmac
+import importlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -30,6 +38,29 @@ PROCEDURE = next(p for p in (_procs if isinstance(_procs, list) else _procs["pro
                  if p["code"] == CHAIN)
 STEPS = [st["agency"] for st in PROCEDURE["steps"]]
 POLICE = 3  # the first step of an external agency (G09.*)
+DEATH = "1.012752"  # death registration → residence deregistration → funeral allowance
+DEATH_PROCEDURE = next(p for p in (_procs if isinstance(_procs, list) else _procs["procedures"])
+                       if p["code"] == DEATH)
+DEATH_STEPS = [st["agency"] for st in DEATH_PROCEDURE["steps"]]
+with open(os.path.join(harness.ROOT, "deploy", "data", "catalog", "agencies.json")) as f:
+    _agencies = json.load(f)
+AGENCY_NAMES = {a["code"]: a["name"] for a in (
+    _agencies if isinstance(_agencies, list) else _agencies["agencies"])}
+
+
+def envelope_module():
+    """The Envelope class, compiled from proto/ with protoc for this run (a second,
+    independent reader of what routing writes)."""
+    out = tempfile.mkdtemp(prefix="motcua-pb-")
+    proto = os.path.join(harness.ROOT, "proto")
+    subprocess.run(["protoc", "-I" + proto, "--python_out=" + out,
+                    os.path.join(proto, "motcua", "envelope.proto"),
+                    os.path.join(proto, "motcua", "events.proto")], check=True)
+    sys.path.insert(0, out)
+    try:
+        return importlib.import_module("motcua.envelope_pb2").Envelope
+    finally:
+        sys.path.remove(out)
 
 
 def sign(ts, raw, secret=SECRET):
@@ -54,10 +85,15 @@ class Suite:
                                    "systems.json")) as f:
                 table = json.load(f)
             for s in table:  # the same file, pointed at this sandbox's port
-                s["url"] = s["url"].replace("http://127.0.0.1:8090", cls.sandbox.base)
+                if "url" in s:
+                    s["url"] = s["url"].replace("http://127.0.0.1:8090", cls.sandbox.base)
             with open(systems, "w") as f:
                 json.dump(table, f)
             env.update(TOKENS, MOTCUA_INTERCONNECT_SYSTEMS=systems,
+                       MOTCUA_SMTP_URL="smtp://127.0.0.1:%d" % cls.sandbox.smtp_port,
+                       MOTCUA_SMS_URL=cls.sandbox.url("/sms/send"),
+                       MOTCUA_CHAT_URL=cls.sandbox.url("/chat/send"),
+                       MOTCUA_NOTIFY_TICK_MS="100", MOTCUA_NOTIFY_BACKOFF_MS="200",
                        MOTCUA_AGENCY_WEBHOOK_SECRET=SECRET, MOTCUA_ROUTING_SWEEP_MS="200",
                        MOTCUA_INTERCONNECT_TICK_MS="200", MOTCUA_INTERCONNECT_BACKOFF_MS="300",
                        MOTCUA_INTERCONNECT_TIMEOUT_MS="2000", MOTCUA_INTERCONNECT_LEASE_MS="3500",
@@ -69,7 +105,8 @@ class Suite:
                 s.start(wait=False)
             for s in cls.svc.values():
                 s.wait_ready()
-            cls.keys = harness.officer_keys(cls.db, sorted(set(STEPS[:POLICE])))
+            cls.keys = harness.officer_keys(cls.db, sorted(set(STEPS[:POLICE] +
+                                                               DEATH_STEPS[:POLICE])))
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
         except Exception:
             cls.stop()
@@ -95,7 +132,8 @@ def tearDownModule():
         raise AssertionError("the services: " + "; ".join(problems))
 
 
-class Handoff(unittest.TestCase):
+class Base(unittest.TestCase):
+    """The suite's services and the helpers of its tests (no tests of its own)."""
     maxDiff = None
 
     @classmethod
@@ -193,6 +231,9 @@ class Handoff(unittest.TestCase):
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(errors="replace")
 
+
+
+class Handoff(Base):
     # ------------------------------------------------------------ the walks
 
     def test_a_completed(self):
@@ -324,6 +365,222 @@ class Handoff(unittest.TestCase):
         http, answer = self.answer(h["id"], "completed")
         self.assertEqual((http, answer["state"], answer["applied"]), (200, "expired", False))
         self.assertIn("expired", self.interconnect.log())
+
+
+class Chains(Base):
+    """Both liên thông chains as the applicant lives them: one online submission, the
+    commune's officers, the police and social-insurance stand-ins answering by signed
+    callbacks, the desk approving and handing the result back."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Envelope = envelope_module()
+
+    # ------------------------------------------------------------ helpers
+
+    def submit(self, proc):
+        tag = uuid.uuid4().hex[:8]
+        who = {"name": "Lê Thị Hoa", "id_number": "001203004567", "phone": harness.new_phone(),
+               "email": "hoa.%s@example.vn" % tag, "address": "Số 5 phố Hàng Bạc, xã Tân Lập"}
+        body = {"procedure": proc["code"], "channel": "online", "applicant": who,
+                "documents": [{"kind": d["kind"], "name": d["name"], "sha256": "c" * 64,
+                               "size": 4096} for d in proc["documents"]],
+                "return_method": "counter"}
+        status, a = harness.http("POST", self.intake.url("/v1/dossiers"), body,
+                                 {"Idempotency-Key": str(uuid.uuid4())})
+        self.assertEqual(status, 201, a)
+        return a["code"], a["lookup_token"], who
+
+    def act_note(self, code, action, agency, note=None):
+        body = {"action": action, "officer": "Phạm Văn Cường"}
+        if note:
+            body["note"] = note
+        status, r = harness.http("POST", self.routing.url("/v1/dossiers/%s/actions" % code),
+                                 body, self.bearer(self.s.keys[agency]))
+        self.assertEqual(status, 200, (action, agency, r))
+        return r
+
+    def lookup(self, code, token):
+        """The public lookup, as the applicant sees it (the lookup token, no key)."""
+        status, body = harness.http("GET", self.intake.url("/v1/dossiers/%s?token=%s"
+                                                           % (code, token)))
+        self.assertEqual(status, 200, body)
+        return body
+
+    def wait_lookup(self, code, token, pred, what):
+        return harness.wait_for(lambda: (lambda b: b if pred(b) else None)(
+            self.lookup(code, token)), timeout=30, what=what)
+
+    def states(self, view):
+        return [st["state"] for st in view.get("steps", [])]
+
+    def handoff_of(self, code, step):
+        """The latest handoff of the dossier's step (a refused step may be handed off again)."""
+        status, body = harness.http("GET", self.interconnect.url("/v1/handoffs?dossier=" + code),
+                                    headers=self.bearer(self.s.operator))
+        self.assertEqual(status, 200, body)
+        mine = [h for h in body["items"] if h["step"] == step]
+        return mine[-1] if mine else None
+
+    def wait_handoff(self, code, step, state, after=0):
+        return harness.wait_for(lambda: (lambda h: h if h and h["state"] == state and
+                                         h["id"] > after else None)(self.handoff_of(code, step)),
+                                timeout=30, what="handoff of %s step %d %s" % (code, step, state))
+
+    def result_ready_envelopes(self, code):
+        rows = self.sql("SELECT encode(payload, 'hex') FROM routing.outbox WHERE dossier_code ="
+                        " '%s' AND type = 'ResultReady' ORDER BY seq" % code)
+        out = []
+        for line in rows.splitlines():
+            env = self.Envelope()
+            env.ParseFromString(bytes.fromhex(line))
+            out.append(env)
+        return out
+
+    def mail(self, email, subject):
+        def got():
+            status, _, msgs = self.s.sandbox.http(
+                "GET", "/smtp/messages?to=" + urllib.parse.quote(email))
+            self.assertEqual(status, 200, msgs)
+            hits = [m for m in msgs if m.get("subject") == subject]
+            return hits or None
+        return harness.wait_for(got, timeout=30, what="e-mail %r to %s" % (subject, email))
+
+    def walk_commune(self, code, steps, notes):
+        """Receive at the desk, then forward through the commune's own steps with the
+        officers' notes (what each step produced), until the police step is handed off."""
+        self.act_note(code, "receive", steps[0])
+        for i in range(POLICE):
+            r = self.act_note(code, "forward", steps[i], notes[i])
+        self.assertEqual((r["state"], r["step"]["index"]), ("HANDED_OFF", POLICE), r)
+
+    def finish(self, code, token, who, proc, results):
+        """After the last agency answered: the case waits for the desk to approve (the
+        last step is done outside motcua), then the result is handed back; every step's
+        result is then listed together: lookup, ResultReady, the e-mail."""
+        steps = [st["agency"] for st in proc["steps"]]
+        view = self.wait_lookup(code, token, lambda b: self.states(b) == ["done"] * 5,
+                                "every step of %s done" % code)
+        self.assertEqual(view["status"], "IN_PROGRESS", view)
+        self.assertNotIn("results", view)  # not before the result is ready
+        case = harness.case(self.routing, self.s.operator, code)
+        self.assertEqual((case["state"], case["step"]), ("IN_PROGRESS", 4), case)
+        # Steps remain? No: the desk approves the dossier now that the chain is done.
+        self.assertEqual(self.act_note(code, "approve", steps[0])["state"], "APPROVED")
+        self.assertEqual(self.act_note(code, "result_ready", steps[0])["state"], "RESULT_READY")
+        view = self.wait_lookup(code, token, lambda b: b["status"] == "RESULT_READY",
+                                "%s RESULT_READY in the lookup" % code)
+        self.assertEqual(self.states(view), ["done"] * 5)
+        self.assertEqual(view["results"], [
+            {"index": i, "name": st["name"], "agency": st["agency"], "result": results[i]}
+            for i, st in enumerate(proc["steps"])])
+        self.assertEqual([st["result"] for st in view["steps"]], results)
+        # ResultReady (to postal) carries them too, in order.
+        envs = self.result_ready_envelopes(code)
+        self.assertEqual(len(envs), 1, envs)
+        self.assertEqual([(r.step_index, r.step_name, r.agency_code, r.result)
+                          for r in envs[0].result_ready.results],
+                         [(i, st["name"], st["agency"], results[i])
+                          for i, st in enumerate(proc["steps"])])
+        # The applicant is told everything at once, in Vietnamese.
+        m = self.mail(who["email"], "Hồ sơ %s đã có kết quả" % code)
+        self.assertEqual(len(m), 1, m)
+        text = m[0]["text"]
+        line = "Kết quả: " + "; ".join("%s: %s" % (st["name"], results[i])
+                                        for i, st in enumerate(proc["steps"]) if results[i])
+        self.assertIn(line + ".", text)
+        self.assertIn(proc["name"], text)
+        return view
+
+    # ------------------------------------------------------------ the chains
+
+    def test_i_birth_chain_end_to_end(self):
+        proc = PROCEDURE
+        code, token, who = self.submit(proc)
+        view = self.wait_lookup(code, token, lambda b: b.get("steps"), "the steps of " + code)
+        self.assertEqual([(st["index"], st["name"], st["agency"]) for st in view["steps"]],
+                         [(i, st["name"], st["agency"]) for i, st in enumerate(proc["steps"])])
+        self.assertEqual(self.states(view), ["in_progress"] + ["waiting"] * 4)
+        self.assertEqual(view["steps"][POLICE]["agency_name"], AGENCY_NAMES[STEPS[POLICE]])
+        notes = ["Hồ sơ hợp lệ, đủ thành phần", "Trích lục khai sinh số 125/2026",
+                 "Đã ký Trích lục khai sinh"]
+        self.walk_commune(code, STEPS, notes)
+        h = self.wait_handoff(code, POLICE, "sent")
+        view = self.wait_lookup(code, token, lambda b: b["steps"][POLICE].get("handoff") == "sent",
+                                "the police handoff sent, in the lookup")
+        self.assertEqual(view["status"], "HANDED_OFF")
+        self.assertEqual(self.states(view), ["done"] * 3 + ["handed_off", "waiting"])
+        self.assertEqual([st["result"] for st in view["steps"][:3]], notes)
+        self.assertIn("handed to %s; waiting for its answer" % STEPS[POLICE],
+                      [e["note"] for e in view["history"]])
+        # The police accept, then finish with their number.
+        self.assertEqual(self.answer(h["id"], "accepted")[0], 200)
+        view = self.wait_lookup(code, token,
+                                lambda b: b["steps"][POLICE].get("handoff") == "accepted",
+                                "the police acceptance in the lookup")
+        accepted = [e for e in view["history"] if e["note"] == "%s accepted the step" % STEPS[POLICE]]
+        self.assertEqual(len(accepted), 1, view["history"])
+        self.assertEqual((accepted[0]["state"], accepted[0]["agency"]), ("HANDED_OFF", STEPS[POLICE]))
+        residence = "Số đăng ký thường trú CT-00012345"
+        self.assertEqual(self.answer(h["id"], "completed", result=residence)[0], 200)
+        # Routing hands the card step to social insurance by itself.
+        h2 = self.wait_handoff(code, POLICE + 1, "sent")
+        self.assertEqual(self.at_agency(code)[-1]["system"], "/agency/insurance")
+        view = self.wait_lookup(code, token, lambda b: self.states(b) == ["done"] * 4 +
+                                ["handed_off"], "the card step handed off")
+        self.assertEqual(view["steps"][POLICE]["result"], residence)
+        self.assertEqual(view["steps"][POLICE]["handoff"], "completed")
+        card = "Thẻ BHYT số TE1000000012345"
+        self.assertEqual(self.answer(h2["id"], "completed", result=card)[0], 200)
+        view = self.finish(code, token, who, proc, notes + [residence, card])
+        notes_seen = [e["note"] for e in view["history"]]
+        for n in ("%s finished the step: %s" % (STEPS[POLICE], residence),
+                  "handed to %s; waiting for its answer" % STEPS[POLICE + 1],
+                  "%s finished the step: %s" % (STEPS[POLICE + 1], card)):
+            self.assertIn(n, notes_seen)
+
+    def test_j_death_chain_refused_in_the_middle(self):
+        proc = DEATH_PROCEDURE
+        steps = DEATH_STEPS
+        code, token, who = self.submit(proc)
+        notes = ["Hồ sơ hợp lệ", "Trích lục khai tử số 48/2026", "Đã ký Trích lục khai tử"]
+        self.wait_lookup(code, token, lambda b: b.get("steps"), "the steps of " + code)
+        self.walk_commune(code, steps, notes)
+        h = self.wait_handoff(code, POLICE, "sent")
+        self.assertEqual(self.at_agency(code)[0]["system"], "/agency/residence")
+        why = "Người chết chưa đăng ký thường trú tại địa bàn"
+        self.assertEqual(self.answer(h["id"], "rejected", reason=why)[0], 200)
+        # The refusal shows: the police step failed, the leader's step open again.
+        view = self.wait_lookup(code, token, lambda b: self.states(b) ==
+                                ["done", "done", "in_progress", "failed", "waiting"],
+                                "the refusal in the lookup")
+        self.assertEqual(view["status"], "IN_PROGRESS")
+        self.assertEqual(view["steps"][POLICE]["handoff"], "rejected")
+        self.assertEqual(view["steps"][POLICE - 1]["result"], "")  # to be signed again
+        self.assertIn("%s refused the step: %s" % (steps[POLICE], why),
+                      [e["note"] for e in view["history"]])
+        self.assertNotIn("results", view)
+        # The leader hands it off again; the police now deregister, BHXH pays.
+        signed = "Đã ký lại Trích lục khai tử, bổ sung xác nhận cư trú"
+        r = self.act_note(code, "forward", steps[POLICE - 1], signed)
+        self.assertEqual(r["state"], "HANDED_OFF")
+        h2 = self.wait_handoff(code, POLICE, "sent", after=h["id"])
+        view = self.wait_lookup(code, token, lambda b: b["steps"][POLICE]["state"] == "handed_off"
+                                and b["steps"][POLICE].get("handoff") == "sent",
+                                "the police step handed off again")
+        self.assertEqual(self.states(view), ["done"] * 3 + ["handed_off", "waiting"])
+        gone = "Đã xóa đăng ký thường trú, số XT-2026-0077"
+        self.assertEqual(self.answer(h2["id"], "completed", result=gone)[0], 200)
+        h3 = self.wait_handoff(code, POLICE + 1, "sent")
+        self.assertEqual(self.at_agency(code)[-1]["system"], "/agency/insurance")
+        allowance = "Quyết định hưởng trợ cấp mai táng số 2026/MT-015"
+        self.assertEqual(self.answer(h3["id"], "completed", result=allowance)[0], 200)
+        view = self.finish(code, token, who, proc,
+                           notes[:2] + [signed, gone, allowance])
+        notes_seen = [e["note"] for e in view["history"]]
+        self.assertIn("%s refused the step: %s" % (steps[POLICE], why), notes_seen)
+        self.assertIn("%s finished the step: %s" % (steps[POLICE + 1], allowance), notes_seen)
 
 
 if __name__ == "__main__":
