@@ -51,6 +51,7 @@ import agency_systems  # noqa: E402
 import bank_gateway  # noqa: E402
 import carrier  # noqa: E402
 import chat_webhook  # noqa: E402
+import national_portal  # noqa: E402
 import sms_gateway  # noqa: E402
 import smtp_sink  # noqa: E402
 
@@ -69,6 +70,7 @@ STANDINS = (
     (bank_gateway, "BankGateway", ("/vnpay",)),
     (carrier, "Carrier", ("/carrier", "/control/carrier")),
     (agency_systems, "AgencySystems", ("/agency", "/control/agency")),
+    (national_portal, "NationalPortal", ("/portal", "/control/portal")),
 )
 
 # Configuration: environment variable, command-line flag, default, help.

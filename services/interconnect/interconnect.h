@@ -22,7 +22,20 @@ typedef struct {
     long lease_ms;   /* a claimed handoff is someone's for this long */
     long backoff_ms; /* first retry delay; doubles, at most 10 minutes */
     long expiry_ms;  /* how often overdue handoffs are looked for */
+    /* inbound.c: dossiers from outside opened at intake (docs/portal.md) */
+    char *intake_url; /* MOTCUA_INTERCONNECT_INTAKE_URL ("": http://127.0.0.1:<intake port>) */
+    char *intake_key; /* MOTCUA_INTERCONNECT_INTAKE_KEY: an integrator key for intake */
+    /* portal.c, reconcile.c, portal_inbound.c: the national public-service portal */
+    char *portal_url;    /* MOTCUA_PORTAL_URL: its API base ("": no sync) */
+    char *portal_token;  /* MOTCUA_PORTAL_TOKEN: our bearer token there */
+    char *portal_secret; /* MOTCUA_PORTAL_SECRET: HMAC-SHA256 key of its dossiers to us */
+    long portal_max_age_s;
+    int portal_sync;          /* MOTCUA_PORTAL_SYNC: PORTAL_SYNC_ALL, _REFERENCED, _OFF */
+    long reconcile_hour;      /* local hour of the daily reconciliation, -1: never */
+    long reconcile_days;      /* dossiers synced within this many days are reconciled */
 } interconnect_config_t;
+
+enum { PORTAL_SYNC_ALL, PORTAL_SYNC_REFERENCED, PORTAL_SYNC_OFF };
 
 /* One receiving system of systems.json: handoffs to agencies whose code starts with
  * prefix go there. */
@@ -45,6 +58,8 @@ typedef struct {
     mc_fetch_t *fetch;
     int stopping, claiming, sweeping, inflight;
     int stop_reported; /* mc_service_stopped was called */
+    struct inbound_worker *inbound; /* inbound.c */
+    struct portal *portal;          /* portal.c */
 } interconnect_t;
 
 static inline interconnect_t *interconnect_of(void *svc)
@@ -106,6 +121,37 @@ void link_status_changed(interconnect_t *ic, mc_bus_msg_t *msg, status_next_fn n
 void link_inbound_refused(interconnect_t *ic, mc_db_conn_t *conn, const char *system,
                           const char *ref_id, const char *handoff_id, const char *reason,
                           mc_db_result_fn fn, void *arg);
+
+/* ---- inbound.c: dossiers from outside, opened at intake ---- */
+/* Record a dossier to open at intake (POST /v1/dossiers with submission and the
+ * reference {system, ref_id, handoff_id}), inside the caller's transaction on conn;
+ * a second one with the same (system, ref_id) is ignored. fn gets the result as for
+ * mc_db_query: one row (id) when recorded, none when it was there already.
+ * handoff_id may be NULL. submission is borrowed. */
+void inbound_add(interconnect_t *ic, mc_db_conn_t *conn, const char *system, const char *ref_id,
+                 const char *handoff_id, json_t *submission, mc_db_result_fn fn, void *arg);
+/* Start the worker that submits recorded dossiers to intake (timer, fetcher, stop). */
+void inbound_start(interconnect_t *ic);
+void inbound_close(interconnect_t *ic);
+
+/* ---- portal.c: status sync to the national portal ---- */
+/* Start the push worker and the daily reconciliation; portal_close after the run. */
+void portal_start(interconnect_t *ic);
+void portal_close(interconnect_t *ic);
+/* Tell the portal, inside the caller's transaction, that intake refused its dossier
+ * national_code (status 3) with reason. fn as for mc_db_query. */
+void portal_refused(interconnect_t *ic, mc_db_conn_t *conn, const char *national_code,
+                    const char *reason, mc_db_result_fn fn, void *arg);
+/* GET /v1/portal/sync?dossier=&state=: the sync rows. */
+void portal_sync_list(mc_http_req_t *req, void *arg);
+/* POST /v1/portal/dossiers: a dossier submitted on the portal, signed (portal_inbound.c). */
+void portal_dossier_receive(mc_http_req_t *req, void *arg);
+
+/* ---- reconcile.c: what the portal lacks is sent again ---- */
+/* POST /v1/portal/reconcile: start a run now (operators). */
+void reconcile_request(mc_http_req_t *req, void *arg);
+/* Timer: the daily run at MOTCUA_PORTAL_RECONCILE_HOUR (once a day across replicas). */
+void reconcile_tick(mc_service_t *svc);
 
 /* ---- callback.c ---- */
 /* POST /v1/handoffs/{id}/result: an agency system's signed answer. */

@@ -16,6 +16,10 @@ extern const int mc_sql_interconnect_count;
 static const mc_route_t routes[] = {
     {"GET", "/v1/handoffs", handoff_list},
     {"POST", "/v1/handoffs/{id}/result", callback_receive},
+    /* the national portal (docs/portal.md) */
+    {"POST", "/v1/portal/dossiers", portal_dossier_receive},
+    {"GET", "/v1/portal/sync", portal_sync_list},
+    {"POST", "/v1/portal/reconcile", reconcile_request},
 };
 
 static const mc_bus_handler_t handlers[] = {
@@ -25,6 +29,24 @@ static const mc_bus_handler_t handlers[] = {
 
 #define OFF(f) offsetof(interconnect_config_t, f)
 static const mc_conf_item_t config_table[] = {
+    {"MOTCUA_INTERCONNECT_INTAKE_URL", MC_CONF_STRING, OFF(intake_url), "", 0, 0, NULL,
+     "intake's base URL for dossiers from outside (default http://127.0.0.1:<intake port>)"},
+    {"MOTCUA_INTERCONNECT_INTAKE_KEY", MC_CONF_STRING, OFF(intake_key), "", 0, 0, NULL,
+     "an integrator API key for intake (dossiers from the national portal and peer provinces)"},
+    {"MOTCUA_PORTAL_URL", MC_CONF_STRING, OFF(portal_url), "", 0, 0, NULL,
+     "the national portal's sync API base URL (\"\": no status sync)"},
+    {"MOTCUA_PORTAL_TOKEN", MC_CONF_STRING, OFF(portal_token), "sandbox-portal-token", 0, 0, NULL,
+     "our bearer token at the national portal"},
+    {"MOTCUA_PORTAL_SECRET", MC_CONF_STRING, OFF(portal_secret), "sandbox-portal-secret", 0, 0,
+     NULL, "HMAC-SHA256 key of the dossiers the national portal sends us"},
+    {"MOTCUA_PORTAL_MAX_AGE_S", MC_CONF_INT, OFF(portal_max_age_s), "300", 1, 86400, NULL,
+     "portal dossiers with an older (or further future) timestamp are refused"},
+    {"MOTCUA_PORTAL_SYNC", MC_CONF_ENUM, OFF(portal_sync), "all", 0, 0, "all|referenced|off",
+     "which dossiers' status changes go to the portal: all, those from the portal, none"},
+    {"MOTCUA_PORTAL_RECONCILE_HOUR", MC_CONF_INT, OFF(reconcile_hour), "2", -1, 23, NULL,
+     "local hour of the daily reconciliation with the portal (-1: never)"},
+    {"MOTCUA_PORTAL_RECONCILE_DAYS", MC_CONF_INT, OFF(reconcile_days), "90", 1, 3650, NULL,
+     "dossiers synced within this many days are reconciled"},
     {"MOTCUA_INTERCONNECT_SYSTEMS", MC_CONF_STRING, OFF(systems_file), "", 0, 0, NULL,
      "the agency systems file (default <MOTCUA_DATA_DIR>/interconnect/systems.json)"},
     {"MOTCUA_INTERCONNECT_CALLBACK_URL", MC_CONF_STRING, OFF(callback_base), "", 0, 0, NULL,
@@ -90,7 +112,11 @@ int main(int argc, char **argv)
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
     agency_http_start(&state); /* requested handoffs are sent to the agency systems */
     mc_service_every(svc, (uint64_t)cfg.expiry_ms, handoff_expire);
+    inbound_start(&state); /* dossiers from outside are opened at intake */
+    portal_start(&state);  /* status changes go to the national portal */
     int status = mc_service_run(&svc);
+    portal_close(&state);
+    inbound_close(&state);
     agency_http_close(&state);
     systems_free(&state);
     free(state.callback_base);

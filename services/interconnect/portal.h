@@ -1,0 +1,22 @@
+/* portal.h: what portal.c and reconcile.c share — the national portal's worker state. */
+#ifndef PORTAL_H
+#define PORTAL_H
+
+#include "interconnect.h"
+
+struct portal {
+    interconnect_t *ic;
+    int enabled;       /* MOTCUA_PORTAL_URL set and MOTCUA_PORTAL_SYNC not off */
+    mc_fetch_t *fetch; /* pushes and reconciliation lookups */
+    char *push_url;    /* <MOTCUA_PORTAL_URL>/status */
+    char *lookup_url;  /* <MOTCUA_PORTAL_URL>/dossiers/lookup */
+    int stopping, claiming, inflight, stop_reported;
+    /* The reconciliation run of this process, if any (reconcile.c). */
+    struct reconcile_run *run;
+    char last_day[16]; /* the local day the scheduled run was last tried */
+};
+
+/* The worker's stop bookkeeping: call after inflight or claiming went down. */
+void portal_idle_check(struct portal *pt);
+
+#endif
