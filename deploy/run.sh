@@ -371,6 +371,10 @@ start_all() { # sets SUP_PID
     export MOTCUA_HTTP_HOST="${MOTCUA_HTTP_HOST:-127.0.0.1}"
     export MOTCUA_SANDBOX_PORT="$SANDBOX_PORT"
     export MOTCUA_SANDBOX_DIR="${MOTCUA_SANDBOX_DIR:-$VAR/sandbox}"
+    # The national portal's sync API is the sandbox's stand-in; it sends its dossiers to
+    # interconnect (docs/portal.md). Set MOTCUA_PORTAL_URL= (empty) to turn the sync off.
+    export MOTCUA_PORTAL_URL="${MOTCUA_PORTAL_URL-http://127.0.0.1:$SANDBOX_PORT/portal/api}"
+    export MOTCUA_PORTAL_INBOUND_URL="${MOTCUA_PORTAL_INBOUND_URL:-http://127.0.0.1:$(svc_port interconnect)/v1/portal/dossiers}"
     for s in "${SERVICES[@]}"; do export "$(svc_port_var "$s")=$(svc_port "$s")"; done
     save_state
 
