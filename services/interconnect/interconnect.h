@@ -30,9 +30,9 @@ typedef struct {
     char *portal_token;  /* MOTCUA_PORTAL_TOKEN: our bearer token there */
     char *portal_secret; /* MOTCUA_PORTAL_SECRET: HMAC-SHA256 key of its dossiers to us */
     long portal_max_age_s;
-    int portal_sync;          /* MOTCUA_PORTAL_SYNC: PORTAL_SYNC_ALL, _REFERENCED, _OFF */
-    long reconcile_hour;      /* local hour of the daily reconciliation, -1: never */
-    long reconcile_days;      /* dossiers synced within this many days are reconciled */
+    int portal_sync;     /* MOTCUA_PORTAL_SYNC: PORTAL_SYNC_ALL, _REFERENCED, _OFF */
+    long reconcile_hour; /* local hour of the daily reconciliation, -1: never */
+    long reconcile_days; /* dossiers synced within this many days are reconciled */
 } interconnect_config_t;
 
 enum { PORTAL_SYNC_ALL, PORTAL_SYNC_REFERENCED, PORTAL_SYNC_OFF };
@@ -57,7 +57,7 @@ typedef struct {
     char *callback_base; /* cfg->callback_base, or http://<host>:<port> */
     mc_fetch_t *fetch;
     int stopping, claiming, sweeping, inflight;
-    int stop_reported; /* mc_service_stopped was called */
+    int stop_reported;              /* mc_service_stopped was called */
     struct inbound_worker *inbound; /* inbound.c */
     struct portal *portal;          /* portal.c */
 } interconnect_t;
