@@ -101,6 +101,24 @@ int mc_state_national(mc_state_t state)
     return i < 0 ? 0 : states[i].national;
 }
 
+const char *mc_national_label(int national)
+{
+    static const char *const labels[] = {
+        NULL,
+        "Mới đăng ký trực tuyến",
+        "Đã tiếp nhận",
+        "Không được tiếp nhận",
+        "Đang giải quyết",
+        "Yêu cầu bổ sung hồ sơ",
+        "Yêu cầu thực hiện nghĩa vụ tài chính",
+        "Rút hồ sơ theo yêu cầu",
+        "Dừng xử lý",
+        "Đã giải quyết xong",
+        "Đã trả kết quả",
+    };
+    return national >= 1 && national <= 10 ? labels[national] : "Không xác định";
+}
+
 int mc_state_is_open(mc_state_t state)
 {
     int i = state_index(state);

@@ -48,6 +48,8 @@ const char *mc_state_name(mc_state_t state);
 mc_state_t mc_state_parse(const char *name);
 /* The national portal's status code (1..10) for a state; 0 if none. */
 int mc_state_national(mc_state_t state);
+/* The national status's name as the public sees it ("Đang giải quyết"), UTF-8. */
+const char *mc_national_label(int national);
 /* 1 for the open states (see above). */
 int mc_state_is_open(mc_state_t state);
 /* 1 if the resolution clock runs in this state. */

@@ -312,6 +312,17 @@ static int64_t payment_ttl_ms(void)
     return (int64_t)48 * 3600 * 1000;
 }
 
+/* The fee this dossier owes here: none for one another province handed us (the
+ * applicant paid the province where they filed), else the procedure's. */
+static json_int_t fee_owed(const submit_t *s)
+{
+    json_t *ref = json_object_get(s->in, "reference");
+    const char *system = json_string_value(json_object_get(ref, "system"));
+    if (system && strncmp(system, "province:", 9) == 0)
+        return 0;
+    return json_integer_value(json_object_get(s->proc, "fee"));
+}
+
 /* Build DossierSubmitted (and PaymentRequested when the fee is paid online) from the
  * validated input and write them to the outbox. */
 static void emit_submitted(submit_t *s)
@@ -352,7 +363,7 @@ static void emit_submitted(submit_t *s)
     ev.received_at_ms = s->received_ms;
     ev.due_at_ms = s->due_ms;
     json_t *proc = s->proc;
-    ev.fee_vnd = json_integer_value(json_object_get(proc, "fee"));
+    ev.fee_vnd = fee_owed(s);
     ev.procedure_name = (char *)STR(proc, "name");
     ev.level = (int32_t)json_integer_value(json_object_get(proc, "level"));
     ev.days = json_number_value(json_object_get(proc, "days"));
@@ -370,6 +381,7 @@ static void emit_submitted(submit_t *s)
         sv[i].agency_code = (char *)STR(st, "agency");
         sv[i].days = json_number_value(json_object_get(st, "days"));
         sv[i].external = json_is_true(json_object_get(st, "external"));
+        sv[i].procedure_code = (char *)STR(st, "procedure");
         sp[i] = &sv[i];
     }
     ev.n_steps = nsteps;
@@ -435,9 +447,8 @@ static void on_dossier_inserted(mc_db_conn_t *conn, PGresult *res, int status, v
         "{s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:s, s:s, s:i}, s:s}", "code", s->code, "status",
         mc_state_name(initial_state(s)), "national_status", mc_state_national(initial_state(s)),
         "received_at", PQgetvalue(res, 0, 1), "due_at", due, "lookup_token", s->token, "fee",
-        json_integer_value(json_object_get(s->proc, "fee")), "procedure", "code",
-        json_string_value(json_object_get(s->in, "procedure")), "name",
-        json_string_value(json_object_get(s->proc, "name")), "level",
+        fee_owed(s), "procedure", "code", json_string_value(json_object_get(s->in, "procedure")),
+        "name", json_string_value(json_object_get(s->proc, "name")), "level",
         (int)json_integer_value(json_object_get(s->proc, "level")), "receipt_url", receipt);
     free(receipt);
     emit_submitted(s);
@@ -487,7 +498,7 @@ static void insert_dossier(submit_t *s)
     mc_db_param_int(&p, s->due_ms);
     mc_db_param_text(&p, json_string_value(json_object_get(s->proc, "name")));
     mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "level")));
-    mc_db_param_int(&p, json_integer_value(json_object_get(s->proc, "fee")));
+    mc_db_param_int(&p, fee_owed(s));
     mc_db_param_text(&p, mc_state_name(initial_state(s)));
     mc_db_param_int(&p, mc_state_national(initial_state(s)));
     json_t *rj = json_object_get(in, "reference");

@@ -186,10 +186,12 @@ static void send_one(interconnect_t *ic, PGresult *res, int r)
     ic->inflight++;
     const char *agency = PQgetvalue(res, r, 3);
     const agency_system_t *sys = systems_find(ic, agency);
-    if (!sys) {
+    if (!sys || sys->province) { /* a province's motcua lands here only without a link */
         char why[200];
-        snprintf(why, sizeof why, "no system receives handoffs for agency %s (systems.json)",
-                 agency);
+        snprintf(why, sizeof why,
+                 sys ? "no link to province %s (peers.json, MOTCUA_INTERCONNECT_LINK_BIND)"
+                     : "no system receives handoffs for agency %s (systems.json)",
+                 sys ? sys->province : agency);
         handoff_move(ic, j->id, "failed", NULL, why, NULL, on_moved, j);
         return;
     }

@@ -27,13 +27,22 @@ static void on_recorded(mc_db_conn_t *conn, PGresult *res, int status, void *arg
 
 void handoff_record(mc_bus_msg_t *msg, void *arg)
 {
-    (void)arg;
     const mc_envelope_t *env = mc_bus_msg_envelope(msg);
     const Motcua__V1__HandoffRequested *h = env->handoff_requested;
     if (!h->code[0] || !h->step || !h->step->agency_code[0]) {
         mc_bus_done(msg, MC_EINVAL, "HandoffRequested without dossier code or step agency");
         return;
     }
+    const agency_system_t *sys = systems_find(interconnect_of(arg), h->step->agency_code);
+    if (sys && sys->province) /* another province's motcua: over the bus link */
+        link_handoff_record(interconnect_of(arg), msg, sys);
+    else
+        handoff_insert(msg, NULL, on_recorded, msg);
+}
+
+void handoff_insert(mc_bus_msg_t *msg, const char *peer, mc_db_result_fn fn, void *arg)
+{
+    const Motcua__V1__HandoffRequested *h = mc_bus_msg_envelope(msg)->handoff_requested;
     size_t len = motcua__v1__handoff_requested__get_packed_size(h);
     uint8_t *bytes = mc_alloc(len ? len : 1);
     motcua__v1__handoff_requested__pack(h, bytes);
@@ -45,15 +54,20 @@ void handoff_record(mc_bus_msg_t *msg, void *arg)
     mc_db_param_text(&p, h->step->agency_code);
     mc_db_param_int(&p, h->due_at_ms);
     mc_db_param_bytes(&p, bytes, len);
+    mc_db_param_text(&p, peer);
     /* A second request for a step whose handoff is still alive keeps the first; after a
-     * refusal or expiry it is a new handoff. */
+     * refusal or expiry it is a new handoff. One for a peer province is 'sent' at once:
+     * its PeerHandoff goes out with this transaction. */
     mc_db_query(mc_bus_msg_conn(msg),
                 "INSERT INTO interconnect.handoffs (code, procedure_code, step_index, step_name,"
-                " agency_code, due_at, request) VALUES ($1, $2, $3::int, $4, $5,"
-                " CASE WHEN $6::bigint > 0 THEN to_timestamp($6::bigint / 1000.0) END, $7)"
+                " agency_code, due_at, request, peer, state, tries) VALUES ($1, $2, $3::int, $4,"
+                " $5, CASE WHEN $6::bigint > 0 THEN to_timestamp($6::bigint / 1000.0) END, $7, $8,"
+                " CASE WHEN $8::text IS NULL THEN 'requested' ELSE 'sent' END,"
+                " CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END)"
                 " ON CONFLICT (code, step_index)"
-                "  WHERE state NOT IN ('rejected', 'failed', 'expired') DO NOTHING",
-                &p, 0, on_recorded, msg);
+                "  WHERE state NOT IN ('rejected', 'failed', 'expired') DO NOTHING"
+                " RETURNING id, peer",
+                &p, 0, fn, arg);
     free(bytes);
 }
 
@@ -98,6 +112,7 @@ static void list_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
                " 'id', id, 'dossier', code, 'procedure', procedure_code, 'step', step_index,"
                " 'step_name', step_name, 'agency', agency_code, 'state', state,"
                " 'tries', tries, 'last_error', last_error, 'result', result, 'reason', reason,"
+               " 'peer', peer, 'remote_code', remote_code, 'remote_state', remote_state,"
                " 'due_at', to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
                "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'),"
                " 'created_at', to_char(created_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
@@ -348,8 +363,8 @@ void handoff_move(interconnect_t *ic, long long id, const char *to, const char *
 }
 
 void handoff_move_in(interconnect_t *ic, mc_db_conn_t *conn, long long id, const char *to,
-                     const char *result, const char *reason, const char *trace,
-                     handoff_moved_fn cb, void *arg)
+                     const char *result, const char *reason, const char *trace, handoff_moved_fn cb,
+                     void *arg)
 {
     move_t *m = move_new(ic, id, to, result, reason, trace, cb, arg);
     m->conn = conn;

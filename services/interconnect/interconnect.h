@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "bus.h"
+#include "curve.h"
 #include "fetch.h"
 #include "http.h"
 #include "service.h"
@@ -33,6 +34,11 @@ typedef struct {
     int portal_sync;     /* MOTCUA_PORTAL_SYNC: PORTAL_SYNC_ALL, _REFERENCED, _OFF */
     long reconcile_hour; /* local hour of the daily reconciliation, -1: never */
     long reconcile_days; /* dossiers synced within this many days are reconciled */
+    /* link.c: other provinces' motcua over the CURVE bus (docs/interconnect-peers.md) */
+    char *province;   /* MOTCUA_PROVINCE: our province's code, e.g. H99 */
+    char *link_bind;  /* MOTCUA_INTERCONNECT_LINK_BIND: the link's endpoint ("": no link) */
+    char *cert_file;  /* MOTCUA_INTERCONNECT_CERT: our key pair (czmq secret certificate) */
+    char *peers_file; /* MOTCUA_INTERCONNECT_PEERS: peers.json (default in data dir) */
 } interconnect_config_t;
 
 enum { PORTAL_SYNC_ALL, PORTAL_SYNC_REFERENCED, PORTAL_SYNC_OFF };
@@ -40,12 +46,22 @@ enum { PORTAL_SYNC_ALL, PORTAL_SYNC_REFERENCED, PORTAL_SYNC_OFF };
 /* One receiving system of systems.json: handoffs to agencies whose code starts with
  * prefix go there. */
 typedef struct {
-    char *prefix;
-    char *kind; /* "http" (the only adapter today) */
-    char *url;
+    char *prefix; /* agency codes starting with it ("" with a suffix) */
+    char *suffix; /* or ending with it, e.g. ".H98" (NULL with a prefix) */
+    char *kind;   /* "http" (agency_http.c) or "motcua" (link.c) */
+    char *url;    /* http */
     char *token_env;
-    char *token; /* getenv(token_env) at start; NULL if unset */
+    char *token;    /* getenv(token_env) at start; NULL if unset */
+    char *province; /* motcua: the peer province of peers.json */
 } agency_system_t;
+
+/* A peer province of peers.json. */
+typedef struct {
+    char *province;   /* its code, the name of its key and of its bus destination */
+    char *name;       /* "Tỉnh Sông Mã" */
+    char *endpoint;   /* its link, tcp://host:port */
+    char *public_key; /* Z85 */
+} peer_province_t;
 
 /* Domain state shared by the handlers (mc_service_data). */
 typedef struct {
@@ -60,6 +76,10 @@ typedef struct {
     int stop_reported;              /* mc_service_stopped was called */
     struct inbound_worker *inbound; /* inbound.c */
     struct portal *portal;          /* portal.c */
+    const char *province;           /* cfg->province */
+    peer_province_t *peers;         /* link.c */
+    size_t npeers;
+    int link_open;
 } interconnect_t;
 
 static inline interconnect_t *interconnect_of(void *svc)
@@ -70,6 +90,10 @@ static inline interconnect_t *interconnect_of(void *svc)
 /* ---- handoff.c ---- */
 /* HandoffRequested: record the handoff. */
 void handoff_record(mc_bus_msg_t *msg, void *arg);
+/* Record msg's HandoffRequested inside the handler's transaction: 'requested' for the
+ * agency worker, or 'sent' to a peer province; fn gets one row (id, peer) if it was
+ * recorded, none if the step's handoff is alive already. */
+void handoff_insert(mc_bus_msg_t *msg, const char *peer, mc_db_result_fn fn, void *arg);
 /* GET /v1/handoffs?dossier=&state=: list handoffs. */
 void handoff_list(mc_http_req_t *req, void *arg);
 /* Called once a move ended: status MC_OK or the failure; state the handoff's state
@@ -83,8 +107,8 @@ void handoff_move(interconnect_t *ic, long long id, const char *to, const char *
 /* The same move inside the caller's open transaction on conn (a bus handler's): it
  * neither begins nor commits; status is that of the statements. */
 void handoff_move_in(interconnect_t *ic, mc_db_conn_t *conn, long long id, const char *to,
-                     const char *result, const char *reason, const char *trace,
-                     handoff_moved_fn cb, void *arg);
+                     const char *result, const char *reason, const char *trace, handoff_moved_fn cb,
+                     void *arg);
 /* Timer: handoffs past their due time become 'expired' (once, with HandoffFailed). */
 void handoff_expire(mc_service_t *svc);
 
@@ -114,6 +138,18 @@ typedef void (*status_next_fn)(interconnect_t *ic, mc_bus_msg_t *msg);
 void portal_status_changed(interconnect_t *ic, mc_bus_msg_t *msg, status_next_fn next);
 
 /* ---- link.c: peer provinces over the CURVE bus ---- */
+/* Read peers.json into ic->peers; 0, or -1 with the reason in err. */
+int peers_load(interconnect_t *ic, const char *path, char *err, size_t errlen);
+void peers_free(interconnect_t *ic);
+const peer_province_t *peers_find(const interconnect_t *ic, const char *province);
+/* Open the bus link to the peers if MOTCUA_INTERCONNECT_LINK_BIND is set; 0 or -1. */
+int link_open(interconnect_t *ic, char *err, size_t errlen);
+/* HandoffRequested for an agency of another province: record it 'sent' and write the
+ * PeerHandoff for that province in the same transaction. */
+void link_handoff_record(interconnect_t *ic, mc_bus_msg_t *msg, const agency_system_t *sys);
+/* Bus handlers of the envelopes taken from the link. */
+void link_peer_handoff(mc_bus_msg_t *msg, void *arg);
+void link_peer_status(mc_bus_msg_t *msg, void *arg);
 void link_status_changed(interconnect_t *ic, mc_bus_msg_t *msg, status_next_fn next);
 /* The inbound worker could not open a dossier for a peer's handoff (intake refused
  * it): tell the origin province, inside the caller's transaction on conn; fn gets the

@@ -5,6 +5,8 @@
  * docs/handoffs.md has the protocol and the states. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "interconnect.h"
@@ -25,6 +27,9 @@ static const mc_route_t routes[] = {
 static const mc_bus_handler_t handlers[] = {
     {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_REQUESTED, handoff_record},
     {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, status_changed},
+    /* from other provinces, over the link only (link.c) */
+    {MOTCUA__V1__ENVELOPE__BODY_PEER_HANDOFF, link_peer_handoff},
+    {MOTCUA__V1__ENVELOPE__BODY_PEER_STATUS, link_peer_status},
 };
 
 #define OFF(f) offsetof(interconnect_config_t, f)
@@ -47,6 +52,14 @@ static const mc_conf_item_t config_table[] = {
      "local hour of the daily reconciliation with the portal (-1: never)"},
     {"MOTCUA_PORTAL_RECONCILE_DAYS", MC_CONF_INT, OFF(reconcile_days), "90", 1, 3650, NULL,
      "dossiers synced within this many days are reconciled"},
+    {"MOTCUA_PROVINCE", MC_CONF_STRING, OFF(province), "H99", 0, 0, NULL,
+     "our province's code (capital letters and digits), as the peer provinces know us"},
+    {"MOTCUA_INTERCONNECT_LINK_BIND", MC_CONF_STRING, OFF(link_bind), "", 0, 0, NULL,
+     "where the CURVE link to other provinces listens, e.g. tcp://0.0.0.0:7190 (\"\": no link)"},
+    {"MOTCUA_INTERCONNECT_CERT", MC_CONF_STRING, OFF(cert_file), "", 0, 0, NULL,
+     "our province's key pair for the link (motcuactl curve keygen; the _secret file)"},
+    {"MOTCUA_INTERCONNECT_PEERS", MC_CONF_STRING, OFF(peers_file), "", 0, 0, NULL,
+     "the peer provinces file (default <MOTCUA_DATA_DIR>/interconnect/peers.json)"},
     {"MOTCUA_INTERCONNECT_SYSTEMS", MC_CONF_STRING, OFF(systems_file), "", 0, 0, NULL,
      "the agency systems file (default <MOTCUA_DATA_DIR>/interconnect/systems.json)"},
     {"MOTCUA_INTERCONNECT_CALLBACK_URL", MC_CONF_STRING, OFF(callback_base), "", 0, 0, NULL,
@@ -84,17 +97,27 @@ int main(int argc, char **argv)
         mc_config_free(&cfg, config_table, MC_COUNT(config_table));
         return 2;
     }
-    /* The systems first, so that a bad file stops us before anything starts. */
-    interconnect_t state = {.cfg = &cfg};
+    /* The peers and systems first, so that a bad file stops us before anything starts. */
+    interconnect_t state = {.cfg = &cfg, .province = cfg.province};
     const char *data_dir = getenv("MOTCUA_DATA_DIR");
-    char *systems = cfg.systems_file[0]
-                        ? mc_strdup(cfg.systems_file)
-                        : mc_sprintf("%s/interconnect/systems.json",
-                                     data_dir && *data_dir ? data_dir : "deploy/data");
-    int bad = systems_load(&state, systems, err, sizeof err);
+    data_dir = data_dir && *data_dir ? data_dir : "deploy/data";
+    char *peers = cfg.peers_file[0] ? mc_strdup(cfg.peers_file)
+                                    : mc_sprintf("%s/interconnect/peers.json", data_dir);
+    int bad = !*cfg.province ||
+              strspn(cfg.province, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(cfg.province);
+    if (bad)
+        snprintf(err, sizeof err, "MOTCUA_PROVINCE must be a code of capital letters and digits");
+    else if (cfg.peers_file[0] || access(peers, F_OK) == 0)
+        bad = peers_load(&state, peers, err, sizeof err);
+    free(peers);
+    char *systems = cfg.systems_file[0] ? mc_strdup(cfg.systems_file)
+                                        : mc_sprintf("%s/interconnect/systems.json", data_dir);
+    if (!bad)
+        bad = systems_load(&state, systems, err, sizeof err);
     free(systems);
     if (bad) {
         fprintf(stderr, "motcua-interconnect: configuration error: %s\n", err);
+        peers_free(&state);
         mc_config_free(&cfg, config_table, MC_COUNT(config_table));
         return 2;
     }
@@ -104,6 +127,10 @@ int main(int argc, char **argv)
     state.svc = svc;
     state.auth = mc_auth_new(mc_service_db(svc));
     systems_log(&state);
+    if (link_open(&state, err, sizeof err)) { /* other provinces, over CURVE */
+        mc_error("link: %s", err);
+        return 2;
+    }
     state.callback_base = cfg.callback_base[0]
                               ? mc_strdup(cfg.callback_base)
                               : mc_sprintf("http://%s:%d", sc->http_host, sc->http_port);
@@ -119,6 +146,7 @@ int main(int argc, char **argv)
     inbound_close(&state);
     agency_http_close(&state);
     systems_free(&state);
+    peers_free(&state);
     free(state.callback_base);
     mc_auth_destroy(&state.auth);
     mc_config_free(&cfg, config_table, MC_COUNT(config_table));

@@ -1,10 +1,13 @@
 /* systems.c: which system receives which agency's handoffs, from systems.json.
  *
  * The file (MOTCUA_INTERCONNECT_SYSTEMS, by default <MOTCUA_DATA_DIR>/interconnect/
- * systems.json) is an array of {agency_prefix, kind, url, token_env}; it is read once
- * at start. A handoff goes to the system with the longest prefix of its agency code;
- * none means the handoff fails ('failed', HandoffFailed). Tokens are never in the
- * file: token_env names the environment variable that holds the bearer token. */
+ * systems.json) is an array of systems, read once at start:
+ *   {agency_prefix, kind: "http", url, token_env}   an agency's HTTP/JSON system
+ *   {agency_suffix, kind: "motcua", province}        another province's motcua, over
+ *                                                    the bus link (peers.json)
+ * A handoff goes to the system whose prefix or suffix matches most of its agency
+ * code; none means the handoff fails ('failed', HandoffFailed). Tokens are never in
+ * the file: token_env names the environment variable that holds the bearer token. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +34,20 @@ int systems_load(interconnect_t *ic, const char *path, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(doc, i);
         const char *prefix = json_string_value(json_object_get(s, "agency_prefix"));
+        const char *suffix = json_string_value(json_object_get(s, "agency_suffix"));
         const char *kind = json_string_value(json_object_get(s, "kind"));
         const char *url = json_string_value(json_object_get(s, "url"));
         const char *token_env = json_string_value(json_object_get(s, "token_env"));
-        const char *problem = !prefix || !*prefix               ? "agency_prefix is required"
-                              : !kind || strcmp(kind, "http")   ? "kind must be \"http\""
-                              : !url || strncmp(url, "http", 4) ? "url must be an http(s) URL"
-                              : token_env && !*token_env        ? "token_env is empty"
-                                                                : NULL;
+        const char *province = json_string_value(json_object_get(s, "province"));
+        int motcua = kind && strcmp(kind, "motcua") == 0;
+        const char *problem =
+            (!prefix || !*prefix) == (!suffix || !*suffix)
+                ? "one of agency_prefix and agency_suffix is required"
+            : !kind || (strcmp(kind, "http") && !motcua)   ? "kind must be \"http\" or \"motcua\""
+            : !motcua && (!url || strncmp(url, "http", 4)) ? "url must be an http(s) URL"
+            : motcua && (!province || !*province) ? "province is required for kind \"motcua\""
+            : token_env && !*token_env            ? "token_env is empty"
+                                                  : NULL;
         if (problem) {
             snprintf(err, errlen, "%s: system %zu: %s", path, i, problem);
             json_decref(doc);
@@ -46,9 +55,11 @@ int systems_load(interconnect_t *ic, const char *path, char *err, size_t errlen)
             return -1;
         }
         agency_system_t *sys = &ic->systems[ic->nsystems++];
-        sys->prefix = mc_strdup(prefix);
+        sys->prefix = mc_strdup(prefix && *prefix ? prefix : "");
+        sys->suffix = suffix && *suffix ? mc_strdup(suffix) : NULL;
         sys->kind = mc_strdup(kind);
-        sys->url = mc_strdup(url);
+        sys->url = url ? mc_strdup(url) : NULL;
+        sys->province = motcua ? mc_strdup(province) : NULL;
         sys->token_env = token_env ? mc_strdup(token_env) : NULL;
         const char *token = token_env ? getenv(token_env) : NULL;
         sys->token = token && *token ? mc_strdup(token) : NULL;
@@ -64,7 +75,14 @@ void systems_log(const interconnect_t *ic)
         if (s->token_env && !s->token)
             mc_warn("systems: %s is not set; handoffs to %s* go without a token", s->token_env,
                     s->prefix);
-        mc_info("systems: handoffs to %s* go to %s (%s)", s->prefix, s->url, s->kind);
+        if (s->province && !peers_find(ic, s->province))
+            mc_warn("systems: province %s is not in peers.json; handoffs to *%s will fail",
+                    s->province, s->suffix);
+        else if (s->province)
+            mc_info("systems: handoffs to *%s go to the motcua of province %s", s->suffix,
+                    s->province);
+        else
+            mc_info("systems: handoffs to %s* go to %s (%s)", s->prefix, s->url, s->kind);
     }
     if (!ic->nsystems)
         mc_warn("systems: no agency system configured; every handoff will fail");
@@ -75,6 +93,8 @@ void systems_free(interconnect_t *ic)
     for (size_t i = 0; i < ic->nsystems; i++) {
         agency_system_t *s = &ic->systems[i];
         free(s->prefix);
+        free(s->suffix);
+        free(s->province);
         free(s->kind);
         free(s->url);
         free(s->token_env);
@@ -88,11 +108,17 @@ void systems_free(interconnect_t *ic)
 const agency_system_t *systems_find(const interconnect_t *ic, const char *agency)
 {
     const agency_system_t *best = NULL;
+    size_t best_len = 0;
     for (size_t i = 0; i < ic->nsystems; i++) {
         const agency_system_t *s = &ic->systems[i];
-        size_t len = strlen(s->prefix);
-        if (strncmp(agency, s->prefix, len) == 0 && (!best || len > strlen(best->prefix)))
+        size_t len = s->suffix ? strlen(s->suffix) : strlen(s->prefix);
+        size_t alen = strlen(agency);
+        int match = s->suffix ? alen >= len && strcmp(agency + alen - len, s->suffix) == 0
+                              : strncmp(agency, s->prefix, len) == 0;
+        if (match && (!best || len > best_len)) {
             best = s;
+            best_len = len;
+        }
     }
     return best;
 }

@@ -283,6 +283,7 @@ static void on_case(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     ch->actor = env->source;
     ch->applicant = json_object_get(e->c, "applicant");
     ch->reference = json_object_get(e->c, "reference");
+    ch->reference = json_object_get(e->c, "reference");
     ch->notify_params = e->params;
     ch->trace = env->trace_id;
     ch->causation = env->message_id;
@@ -325,6 +326,7 @@ void case_report(mc_bus_msg_t *msg, void *arg)
         " SELECT json_build_object('state', c.state, 'step', c.step_index,"
         "  'procedure_name', c.procedure_name, 'applicant', c.applicant, 'fee', c.fee,"
         "  'procedure_code', c.procedure_code, 'documents', c.documents,"
+        "  'reference', c.reference,"
         "  'reference', c.reference,"
         "  'steps', (SELECT json_agg(json_build_object('index', s2.idx, 'name', s2.name,"
         "    'agency', s2.agency_code, 'days', s2.days, 'external', s2.external,"

@@ -99,31 +99,32 @@ static void body_consumers(void **state)
     (void)state;
     static const struct {
         mc_body_t body;
-        const char *consumer; /* NULL: nobody consumes it through the outbox */
-        const char *also;     /* a second consumer, if any */
+        const char *consumers[4]; /* none: nobody consumes it through the outbox */
     } table[] = {
-        {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, "routing"},
-        {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, "intake", "payment"},
-        {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, "notify"},
-        {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, NULL},
-        {MOTCUA__V1__ENVELOPE__BODY_ACK, NULL},
-        {MOTCUA__V1__ENVELOPE__BODY_NACK, NULL},
-        {MOTCUA__V1__ENVELOPE__BODY__NOT_SET, NULL},
-        {(mc_body_t)4242, NULL},
+        {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_SUBMITTED, {"routing"}},
+        {MOTCUA__V1__ENVELOPE__BODY_DOSSIER_STATUS_CHANGED, {"intake", "payment", "interconnect"}},
+        {MOTCUA__V1__ENVELOPE__BODY_NOTIFICATION_REQUESTED, {"notify"}},
+        {MOTCUA__V1__ENVELOPE__BODY_HANDOFF_PROGRESS, {"intake"}},
+        /* between provinces: always to a named province (mc_outbox_add_to) */
+        {MOTCUA__V1__ENVELOPE__BODY_PEER_HANDOFF, {NULL}},
+        {MOTCUA__V1__ENVELOPE__BODY_PEER_STATUS, {NULL}},
+        {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE, {NULL}},
+        {MOTCUA__V1__ENVELOPE__BODY_ACK, {NULL}},
+        {MOTCUA__V1__ENVELOPE__BODY_NACK, {NULL}},
+        {MOTCUA__V1__ENVELOPE__BODY__NOT_SET, {NULL}},
+        {(mc_body_t)4242, {NULL}},
     };
     for (size_t i = 0; i < MC_COUNT(table); i++) {
         const char *const *services = (const char *const *)&table; /* overwritten */
         size_t n = mc_body_consumers(table[i].body, &services);
-        if (table[i].consumer) {
-            assert_int_equal(n, table[i].also ? 2 : 1);
-            assert_non_null(services);
-            assert_string_equal(services[0], table[i].consumer);
-            if (table[i].also)
-                assert_string_equal(services[1], table[i].also);
-        } else {
-            assert_int_equal(n, 0);
+        size_t want = 0;
+        while (want < 4 && table[i].consumers[want])
+            want++;
+        assert_int_equal(n, want);
+        if (!want)
             assert_null(services);
-        }
+        for (size_t k = 0; k < want; k++)
+            assert_string_equal(services[k], table[i].consumers[k]);
     }
 }
 
