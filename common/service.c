@@ -117,7 +117,8 @@ static void readyz(mc_http_req_t *req, void *arg)
     int connected = mc_db_connected(svc->db);
     int ready = connected > 0 && bs.bound && !svc->stopping;
     json_t *peers = json_array();
-    mc_bus_peer_stats_t ps[MC_COUNT(svc->peers)];
+    /* The services, and the peer provinces of interconnect's link. */
+    mc_bus_peer_stats_t ps[64];
     size_t np = mc_bus_peers(svc->bus, ps, MC_COUNT(ps));
     int64_t now = mc_wall_ms();
     for (size_t i = 0; i < np && i < MC_COUNT(ps); i++) {

@@ -32,8 +32,8 @@ CUTOFF = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
 
 KINDS = {"province", "one_stop_centre", "department", "unit", "commune",
-         "police", "social_insurance", "tax"}
-EXTERNAL_KINDS = {"police", "social_insurance", "tax"}
+         "police", "social_insurance", "tax", "peer_province"}
+EXTERNAL_KINDS = {"police", "social_insurance", "tax", "peer_province"}
 RETURN_METHODS = {"counter", "post", "online"}
 AGENCY_FIELDS = {"code", "name", "kind", "parent", "external"}
 PROCEDURE_FIELDS = {"code", "name", "field", "agency", "level", "days", "cutoff", "fee",
@@ -103,7 +103,8 @@ class CatalogData(unittest.TestCase):
                 self.assertIn(a["kind"], KINDS)
                 self.assertIsInstance(a["external"], bool)
                 self.assertEqual(a["external"], a["kind"] in EXTERNAL_KINDS,
-                                 "police, social insurance and tax are external, no one else")
+                                 "police, social insurance, tax and other provinces' agencies"
+                                 " are external, no one else")
                 self.assertTrue(a["parent"] is None or isinstance(a["parent"], str))
 
     def test_agency_codes_unique(self):
@@ -219,7 +220,10 @@ class CatalogData(unittest.TestCase):
                 self.assertTrue(steps)
                 for s in steps:
                     self.assertIsInstance(s, dict)
-                    self.assertEqual(set(s), {"name", "agency", "days"})
+                    self.assertEqual(set(s) - {"procedure"}, {"name", "agency", "days"})
+                    if "procedure" in s:  # what another province's motcua runs for it
+                        self.assertRegex(s["procedure"], NATIONAL_CODE)
+                        self.assertEqual(self.by_code[s["agency"]]["kind"], "peer_province")
                     self.assertIsInstance(s["name"], str)
                     self.assertTrue(s["name"].strip())
                     self.assertIn(s["agency"], self.by_code, "step agency must exist")

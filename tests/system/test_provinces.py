@@ -31,7 +31,7 @@ import uuid
 
 import harness
 
-CROSS = "2.000635.LT"  # A's procedure whose middle step is done by B's commune
+CROSS = "2.002901"  # A's procedure whose middle step is done by B's commune
 BCODE = "2.000635"     # what B runs for it
 DESK = "000.00.01.H99"  # A's one-stop centre (steps 0 and 2 of CROSS)
 NAMES = {"H99": "Tỉnh Sông Hồng", "H98": "Tỉnh Sông Mã"}
@@ -40,13 +40,13 @@ NAMES = {"H99": "Tỉnh Sông Hồng", "H98": "Tỉnh Sông Mã"}
 # A procedure only A's test copy of the catalog has: its middle step asks B for a
 # procedure B does not run.
 UNKNOWN_THERE = {
-    "code": "9.999999.LT", "name": "Thủ tục thử nghiệm liên thông ngoài tỉnh", "field": "Thử nghiệm",
+    "code": "9.999999", "name": "Thủ tục thử nghiệm liên thông ngoài tỉnh", "field": "Thử nghiệm",
     "agency": DESK, "level": 3, "days": 3, "cutoff": None, "fee": 0,
     "documents": [{"kind": "to_khai_cap_ban_sao_trich_luc", "name": "Tờ khai"}],
     "return_methods": ["counter"],
     "steps": [{"name": "Tiếp nhận hồ sơ", "agency": DESK, "days": 0.5},
               {"name": "Chuyển tỉnh Sông Mã", "agency": "000.00.31.H98", "days": 2,
-               "procedure": "9.999999"},
+               "procedure": "9.999998"},
               {"name": "Trả kết quả", "agency": DESK, "days": 0.5}]}
 
 
