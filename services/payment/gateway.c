@@ -3,8 +3,9 @@
  * list reconciliation reads (GET, signed query). One fetcher (common/fetch.h) on the
  * service's loop serves both.
  *
- * Stop. When the service stops nothing new is started (refund.c and reconcile.c look
- * at p->stopping) and the service gives the calls in flight MC_SERVICE_GRACE_MS; a refund
+ * Stop. When the service stops nothing new is started (reconcile.c looks at p->stopping,
+ * refund.c's worker stops claiming) and the service gives the calls in flight
+ * MC_SERVICE_GRACE_MS; a refund
  * whose answer is lost is left to its lease, and the gateway's idempotency key (the
  * refund id) makes the next try harmless. */
 #include <sodium.h>
@@ -89,7 +90,7 @@ void gateway_list(payment_t *p, const char *day, const char *txn, gateway_fn cb,
 
 void gateway_idle_check(payment_t *p)
 {
-    if (p->stopping && !p->refund_claiming && p->inflight == 0 && !p->stop_reported) {
+    if (p->stopping && p->inflight == 0 && !p->stop_reported) {
         p->stop_reported = 1;
         mc_service_stopped(p->svc);
     }

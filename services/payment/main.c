@@ -88,11 +88,12 @@ int main(int argc, char **argv)
     mc_service_set_data(svc, &payment);
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
-    mc_service_every(svc, (uint64_t)cfg.sweep_ms, expiry_sweep);      /* unpaid orders expire */
-    gateway_start(&payment);                                          /* fetcher, stop signals */
-    mc_service_every(svc, (uint64_t)cfg.refund_tick_ms, refund_tick); /* refunds paid back */
+    mc_service_every(svc, (uint64_t)cfg.sweep_ms, expiry_sweep); /* unpaid orders expire */
+    gateway_start(&payment);                                     /* fetcher, stop signals */
+    refund_start(&payment);                                      /* refunds paid back */
     mc_service_every(svc, 60000, reconcile_tick); /* the previous day, once, after RECONCILE_AT */
     int status = mc_service_run(&svc);
+    refund_close(&payment);
     gateway_close(&payment);
     mc_auth_destroy(&payment.auth);
     mc_config_free(&cfg, config_table, MC_COUNT(config_table));

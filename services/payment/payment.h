@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "fetch.h"
 #include "http.h"
+#include "outcall.h"
 #include "service.h"
 
 typedef struct {
@@ -34,10 +35,10 @@ typedef struct {
     /* gateway.c: server-to-server calls to the gateway (refunds, transaction list). */
     mc_fetch_t *fetch;
     int stopping, inflight;
-    int stop_reported;    /* mc_service_stopped was called */
-    int refund_claiming;  /* refund.c: a claim is running */
-    int reconciling;      /* reconcile.c: a run is in progress */
-    int reconcile_minute; /* reconcile.c: MOTCUA_PAYMENT_RECONCILE_AT in minutes */
+    int stop_reported;     /* mc_service_stopped was called */
+    mc_outcall_t *refunds; /* refund.c: the worker */
+    int reconciling;       /* reconcile.c: a run is in progress */
+    int reconcile_minute;  /* reconcile.c: MOTCUA_PAYMENT_RECONCILE_AT in minutes */
 } payment_t;
 
 static inline payment_t *payment_of(void *svc)
@@ -116,8 +117,10 @@ void gateway_sign_fields(const char *secret, const char *const *values, size_t n
 /* DossierStatusChanged: a paid dossier refused at intake or withdrawn is refunded
  * (requested here; the worker asks the gateway). */
 void refund_on_status(mc_bus_msg_t *msg, void *arg);
-/* Timer: requested refunds due are claimed and sent to the gateway's refund API. */
-void refund_tick(mc_service_t *svc);
+/* Start the worker that sends requested refunds due to the gateway's refund API (after
+ * gateway_start: it uses the gateway's fetcher); refund_close after mc_service_run. */
+void refund_start(payment_t *p);
+void refund_close(payment_t *p);
 
 /* ---- reconcile.c ---- */
 /* Timer: the previous day is reconciled once the configured local time has passed. */

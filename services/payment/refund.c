@@ -7,9 +7,9 @@
  * dossier is closed (failed, reason the new status) so nobody pays for a closed
  * dossier. Every other status is ignored.
  *
- * Worker. Every MOTCUA_PAYMENT_REFUND_TICK_MS one statement claims the requested
- * refunds that are due (FOR UPDATE SKIP LOCKED, so replicas share them) and leases
- * them for MOTCUA_PAYMENT_LEASE_MS, longer than any call. Each is sent to the
+ * Worker (the mechanics: common/outcall.h). Every MOTCUA_PAYMENT_REFUND_TICK_MS the
+ * requested refunds that are due are claimed (FOR UPDATE SKIP LOCKED, so replicas
+ * share them) and leased for MOTCUA_PAYMENT_LEASE_MS, longer than any call. Each is sent to the
  * gateway's refund API, vnp_RequestId = the refund id, which is the gateway's
  * idempotency key. The answer's vnp_SecureHash is checked before anything is believed:
  *   00            completed, and RefundCompleted to routing, in one transaction;
@@ -93,8 +93,8 @@ void refund_on_status(mc_bus_msg_t *msg, void *arg)
 /* ---------------------------------------------------------------- the worker */
 
 typedef struct {
+    mc_outcall_job_t job; /* job.id: the refund */
     payment_t *p;
-    long long id;
     int tries;
     char request_id[24];
     char order_id[16];
@@ -102,82 +102,40 @@ typedef struct {
     char response[8];     /* vnp_ResponseCode */
     char transaction[40]; /* the refund's vnp_TransactionNo */
     char error[256];
-    mc_db_conn_t *conn;
-    mc_outbox_t *outbox;
 } job_t;
-
-static void job_end(job_t *j)
-{
-    payment_t *p = j->p;
-    if (j->conn)
-        mc_db_release(j->conn); /* rolls back if still open */
-    mc_outbox_destroy(&j->outbox);
-    free(j);
-    p->inflight--;
-    gateway_idle_check(p);
-}
-
-static void on_noted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    job_t *j = arg;
-    if (status != MC_OK)
-        mc_warn("refund: cannot note the outcome of refund %lld: %s", j->id, why(res, status));
-    job_end(j);
-}
 
 /* Tried again later (temporary) or failed for good (the gateway's code); the lease
  * is given up either way. */
 static void note_failure(job_t *j, int permanent)
 {
-    mc_logd(MC_LOG_WARN, NULL, j->code, "refund %lld of order %s not done (try %d): %s%s", j->id,
-            j->order_id, j->tries, j->error, permanent ? "; failed" : "; will retry");
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
-    mc_db_param_text(&q, j->error);
-    mc_db_param_int(&q, permanent);
-    mc_db_param_int(&q, j->p->cfg->backoff_ms);
-    mc_db_param_text(&q, j->response);
-    mc_db_exec(mc_service_db(j->p->svc),
-               "UPDATE payment.refunds SET lease_until = NULL, last_error = $2,"
-               "  response_code = coalesce(nullif($5, ''), response_code),"
-               "  state = CASE WHEN $3::int = 1 THEN 'failed' ELSE state END,"
-               "  next_at = now() + make_interval(secs => least($4::bigint"
-               "    * power(2, least(tries - 1, 20)), 600000) / 1000.0)"
-               " WHERE id = $1 AND state = 'requested'",
-               &q, 0, on_noted, j);
-}
-
-static void on_committed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    job_t *j = arg;
-    if (status != MC_OK)
-        mc_warn("refund: commit of refund %lld failed: %s", j->id, why(res, status));
-    job_end(j);
-}
-
-static void on_emitted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    job_t *j = arg;
-    if (status != MC_OK) {
-        mc_warn("refund: outbox for refund %lld failed: %s", j->id, why(res, status));
-        job_end(j);
+    mc_logd(MC_LOG_WARN, NULL, j->code, "refund %lld of order %s not done (try %d): %s%s",
+            j->job.id, j->order_id, j->tries, j->error, permanent ? "; failed" : "; will retry");
+    if (!permanent) {
+        mc_outcall_retry(&j->job, j->error);
         return;
     }
-    mc_db_query(conn, "COMMIT", NULL, 0, on_committed, j);
+    mc_db_params_t q = {0};
+    mc_db_param_int(&q, j->job.id);
+    mc_db_param_text(&q, j->error);
+    mc_db_param_text(&q, j->response);
+    mc_outcall_record(&j->job,
+                      "UPDATE payment.refunds SET state = 'failed', lease_until = NULL,"
+                      "  last_error = $2, response_code = coalesce(nullif($3, ''), response_code)"
+                      " WHERE id = $1 AND state = 'requested'",
+                      &q);
 }
 
 static void on_completed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
+    (void)conn;
     job_t *j = arg;
     if (status != MC_OK) {
-        mc_warn("refund: cannot record refund %lld: %s", j->id, why(res, status));
-        job_end(j);
+        mc_warn("refund: cannot record refund %lld: %s", j->job.id, why(res, status));
+        mc_outcall_done(&j->job);
         return;
     }
     if (PQntuples(res) != 1) { /* recorded meanwhile: nothing to emit */
-        mc_db_query(conn, "COMMIT", NULL, 0, on_committed, j);
+        mc_outcall_commit(&j->job);
         return;
     }
     const char *trace = PQgetvalue(res, 0, 2), *cause = PQgetvalue(res, 0, 3);
@@ -190,24 +148,19 @@ static void on_completed(mc_db_conn_t *conn, PGresult *res, int status, void *ar
     env.dossier_code = ev.code;
     env.body_case = MOTCUA__V1__ENVELOPE__BODY_REFUND_COMPLETED;
     env.refund_completed = &ev;
-    j->outbox = mc_outbox_new("payment");
-    mc_outbox_add(j->outbox, &env, *trace ? trace : NULL, *cause ? cause : NULL);
+    mc_outbox_t *outbox = mc_outbox_new("payment");
+    mc_outbox_add(outbox, &env, *trace ? trace : NULL, *cause ? cause : NULL);
     mc_logd(MC_LOG_INFO, *trace ? trace : NULL, j->code,
             "fee order %s refunded by the gateway (%lld VND, %s, transaction %s)", j->order_id,
             (long long)ev.amount_vnd, ev.reason, j->transaction[0] ? j->transaction : "-");
-    mc_outbox_write(j->outbox, conn, on_emitted, j);
+    mc_outcall_emit(&j->job, &outbox);
 }
 
-static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+static void on_begun(mc_outcall_job_t *job, mc_db_conn_t *conn)
 {
-    job_t *j = arg;
-    if (status != MC_OK) {
-        mc_warn("refund: begin failed: %s", why(res, status));
-        job_end(j);
-        return;
-    }
+    job_t *j = mc_container_of(job, job_t, job);
     mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
+    mc_db_param_int(&q, job->id);
     mc_db_param_text(&q, j->response);
     mc_db_param_text(&q, j->transaction);
     mc_db_query(conn,
@@ -218,22 +171,9 @@ static void on_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
                 &q, 0, on_completed, j);
 }
 
-static void on_conn(mc_db_conn_t *conn, int status, void *arg)
-{
-    job_t *j = arg;
-    if (status != MC_OK) {
-        if (status != MC_ECLOSED)
-            mc_warn("refund: no connection to record refund %lld: %s", j->id, mc_strerror(status));
-        job_end(j);
-        return;
-    }
-    j->conn = conn;
-    mc_db_query(conn, "BEGIN", NULL, 0, on_begun, j);
-}
-
 static void complete(job_t *j)
 {
-    mc_db_acquire(mc_service_db(j->p->svc), on_conn, j);
+    mc_outcall_begin(&j->job, on_begun);
 }
 
 /* ---------------------------------------------------------------- the gateway's answers */
@@ -244,7 +184,7 @@ static void on_list(int status, long code, const char *body, size_t len, void *a
     (void)len;
     job_t *j = arg;
     if (status == MC_ECLOSED) {
-        job_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     json_t *doc = status == MC_OK && code == 200 ? json_loads(body, 0, NULL) : NULL;
@@ -294,7 +234,7 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
     (void)len;
     job_t *j = arg;
     if (status == MC_ECLOSED) { /* stopping: the lease brings it back */
-        job_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     if (status != MC_OK) {
@@ -344,17 +284,16 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
     note_failure(j, 1);
 }
 
-static void ask(payment_t *p, PGresult *res, int r)
+static void ask(mc_outcall_job_t *job, PGresult *res, int r, void *arg)
 {
+    payment_t *p = arg;
     const payment_config_t *cfg = p->cfg;
-    job_t *j = mc_new(job_t);
+    job_t *j = mc_container_of(job, job_t, job);
     j->p = p;
-    j->id = atoll(PQgetvalue(res, r, 0));
-    snprintf(j->request_id, sizeof j->request_id, "%lld", j->id);
+    snprintf(j->request_id, sizeof j->request_id, "%lld", job->id);
     snprintf(j->order_id, sizeof j->order_id, "%s", PQgetvalue(res, r, 1));
     snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, r, 2));
     j->tries = atoi(PQgetvalue(res, r, 3));
-    p->inflight++; /* the job, until job_end */
     char amount[32], created[15];
     snprintf(amount, sizeof amount, "%lld", atoll(PQgetvalue(res, r, 4)) * 100);
     vnpay_date(mc_wall_ms(), created);
@@ -385,48 +324,39 @@ static void ask(payment_t *p, PGresult *res, int r)
         json_object_set_new(body, keys[i], json_string(values[i]));
     json_object_set_new(body, "vnp_SecureHash", json_string(hash));
     mc_logd(MC_LOG_INFO, NULL, j->code, "refund %lld of order %s sent to the gateway (try %d)",
-            j->id, j->order_id, j->tries);
+            job->id, j->order_id, j->tries);
     gateway_api(p, body, on_answer, j);
     json_decref(body);
     free(info);
 }
 
-static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+void refund_start(payment_t *p)
 {
-    (void)conn;
-    payment_t *p = arg;
-    p->refund_claiming = 0;
-    if (status != MC_OK) {
-        if (status != MC_ECLOSED)
-            mc_warn("refund: claim failed: %s", why(res, status));
-        gateway_idle_check(p);
-        return;
-    }
-    if (p->stopping) { /* stopped meanwhile: the leases bring them back */
-        gateway_idle_check(p);
-        return;
-    }
-    for (int r = 0; r < PQntuples(res); r++)
-        ask(p, res, r);
+    mc_outcall_def_t def = {
+        .name = "refund",
+        .tick_ms = (uint64_t)p->cfg->refund_tick_ms,
+        .claim_sql = "UPDATE payment.refunds r SET tries = r.tries + 1,"
+                     "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
+                     " FROM payment.orders o WHERE o.id = r.order_id AND r.id IN (SELECT id"
+                     "  FROM payment.refunds WHERE state = 'requested' AND next_at <= now()"
+                     "  AND (lease_until IS NULL OR lease_until < now())"
+                     "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+                     " RETURNING r.id, r.order_id, r.code, r.tries, r.amount_vnd,"
+                     "  coalesce(o.bank_transaction, ''), coalesce(o.pay_date, '')",
+        .batch = CLAIM_BATCH,
+        .lease_ms = p->cfg->lease_ms,
+        .job_size = sizeof(job_t),
+        .start = ask,
+        .table = "payment.refunds",
+        .due_state = "requested",
+        .backoff_ms = p->cfg->backoff_ms,
+        .fetch = &p->fetch, /* gateway.c's */
+        .arg = p,
+    };
+    p->refunds = mc_outcall_new(p->svc, &def);
 }
 
-void refund_tick(mc_service_t *svc)
+void refund_close(payment_t *p)
 {
-    payment_t *p = payment_of(svc);
-    if (p->stopping || p->refund_claiming)
-        return;
-    p->refund_claiming = 1;
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, CLAIM_BATCH);
-    mc_db_param_int(&q, p->cfg->lease_ms);
-    mc_db_exec(mc_service_db(svc),
-               "UPDATE payment.refunds r SET tries = r.tries + 1,"
-               "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-               " FROM payment.orders o WHERE o.id = r.order_id AND r.id IN (SELECT id"
-               "  FROM payment.refunds WHERE state = 'requested' AND next_at <= now()"
-               "  AND (lease_until IS NULL OR lease_until < now())"
-               "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-               " RETURNING r.id, r.order_id, r.code, r.tries, r.amount_vnd,"
-               "  coalesce(o.bank_transaction, ''), coalesce(o.pay_date, '')",
-               &q, 0, on_claimed, p);
+    mc_outcall_destroy(&p->refunds);
 }
