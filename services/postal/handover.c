@@ -47,8 +47,7 @@ static void batch_end(batch_t *b)
     mc_http_reply_json(
         b->req, 200, json_pack("{s:s, s:o}", "carrier_reference_batch", b->batch, "items", b->out));
     json_decref(b->doc);
-    b->p->inflight--;
-    carrier_idle_check(b->p);
+    mc_outcall_release(b->p->carrier);
     free(b);
 }
 
@@ -154,7 +153,7 @@ static void on_intake(int status, long code, const char *body, size_t len, void 
 
 static void submit(batch_t *b, json_t *dossier)
 {
-    if (b->p->stopping) {
+    if (mc_outcall_stopping(b->p->carrier)) {
         item_error(b, 503, "unavailable", "postal is stopping; send the item again", NULL);
         return;
     }
@@ -169,8 +168,8 @@ static void submit(batch_t *b, json_t *dossier)
     if (tid)
         trace = mc_sprintf("X-Trace-Id: %s", tid);
     const char *headers[] = {"Content-Type: application/json", key, trace, NULL};
-    mc_fetch_http(b->p->fetch, "POST", url, headers, text, strlen(text), b->p->cfg->timeout_ms,
-                  on_intake, b);
+    mc_fetch_http(mc_outcall_fetch(b->p->carrier), "POST", url, headers, text, strlen(text),
+                  b->p->cfg->timeout_ms, on_intake, b);
     free(trace);
     free(key);
     free(url);
@@ -262,7 +261,7 @@ static void authorized(mc_http_req_t *req, const mc_principal_t *who, void *arg)
     b->batch = batch;
     b->items = items;
     b->out = json_array();
-    p->inflight++;
+    mc_outcall_hold(p->carrier); /* a stop waits for the batch */
     item_next(b);
 }
 

@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "fetch.h"
+#include "outcall.h"
 #include "http.h"
 #include "service.h"
 
@@ -31,9 +32,7 @@ typedef struct {
     mc_service_t *svc;
     mc_auth_t *auth;
     const postal_config_t *cfg;
-    mc_fetch_t *fetch;
-    int stopping, claiming, inflight;
-    int stop_reported; /* mc_service_stopped was called */
+    mc_outcall_t *carrier; /* carrier.c's worker; its fetcher and stop serve handover.c too */
 } postal_t;
 
 static inline postal_t *postal_of(void *svc)
@@ -50,8 +49,6 @@ void shipment_request(mc_bus_msg_t *msg, void *arg);
  * its own stop signals); carrier_close after mc_service_run. */
 void carrier_start(postal_t *p);
 void carrier_close(postal_t *p);
-/* Work in flight that uses the fetcher ended: report idle if we are stopping. */
-void carrier_idle_check(postal_t *p);
 
 /* ---- webhook.c ---- */
 /* POST /v1/postal/webhook: the carrier's signed tracking events. */
