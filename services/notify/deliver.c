@@ -29,7 +29,10 @@
  *
  * Stop. When the service stops, the worker claims nothing more and the service waits
  * (MC_SERVICE_GRACE_MS at most) for the sends in flight and their records, then closes
- * the fetcher. */
+ * the fetcher; a send still in flight then is marked unknown by its lease.
+ *
+ * The mechanics (timer, one claim at a time, sends in flight, stop) are
+ * common/outcall.h's; the claim (sweep, channels, token buckets) is this file's own. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +44,9 @@
 typedef enum { OUT_SENT, OUT_TEMP, OUT_PERM, OUT_UNKNOWN } outcome_t;
 
 typedef struct {
+    mc_outcall_job_t job; /* job.id: the notification */
     notify_t *n;
-    long long id, attempt_id;
+    long long attempt_id;
     channel_t ch;
     int tries, chan_idx, nchannels;
     char code[80], event[64];
@@ -50,13 +54,7 @@ typedef struct {
     char mid[256];   /* e-mail: the Message-ID, our provider id */
 } job_t;
 
-typedef struct {
-    notify_t *n;
-    int ch;
-} claim_t;
-
 static void claim_next(notify_t *n, int ch);
-static void maybe_finalize(notify_t *n);
 
 static mc_db_t *db_of(notify_t *n)
 {
@@ -65,14 +63,6 @@ static mc_db_t *db_of(notify_t *n)
 
 /* ------------------------------------------------------------------ record */
 
-static void job_end(job_t *j)
-{
-    notify_t *n = j->n;
-    free(j);
-    n->inflight--;
-    maybe_finalize(n);
-}
-
 static void on_recorded(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     (void)conn;
@@ -80,8 +70,8 @@ static void on_recorded(mc_db_conn_t *conn, PGresult *res, int status, void *arg
     if (status != MC_OK)
         mc_logd(MC_LOG_WARN, NULL, j->code,
                 "notification %lld: result not recorded (%s): the lease will mark it unknown",
-                j->id, res ? PQresultErrorMessage(res) : mc_strerror(status));
-    job_end(j);
+                j->job.id, res ? PQresultErrorMessage(res) : mc_strerror(status));
+    mc_outcall_done(&j->job);
 }
 
 static void record(job_t *j, outcome_t out, long code, const char *provider_id, const char *error)
@@ -111,12 +101,12 @@ static void record(job_t *j, outcome_t out, long code, const char *provider_id, 
         nstate = "failed";
     }
     mc_logd(out == OUT_SENT ? MC_LOG_INFO : MC_LOG_WARN, NULL, j->code,
-            "notification %lld %s by %s to %s: attempt %s, notification %s%s%s", j->id, j->event,
-            channel_names[j->ch], j->shown, astate, nstate, error && *error ? ": " : "",
+            "notification %lld %s by %s to %s: attempt %s, notification %s%s%s", j->job.id,
+            j->event, channel_names[j->ch], j->shown, astate, nstate, error && *error ? ": " : "",
             error ? error : "");
     mc_db_t *db = db_of(n);
     if (!db) {
-        job_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     mc_db_params_t p = {0};
@@ -154,7 +144,7 @@ static void on_sent(int status, long code, const char *body, size_t len, void *a
     job_t *j = arg;
     (void)len;
     if (status == MC_ECLOSED) { /* stopping: the attempt stays 'sending' -> unknown */
-        job_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     char err[300] = "", pid[256] = "";
@@ -225,7 +215,8 @@ static void send_job(job_t *j, const char *email, const char *phone, const char 
         char *msg =
             message_email(&n->cfg, email, subject, text, j->attempt_id, j->mid, sizeof j->mid);
         const char *const to[] = {email, NULL};
-        mc_fetch_smtp(n->fetch, n->cfg.smtp_url, from, to, msg, timeout, on_sent, j);
+        mc_fetch_smtp(mc_outcall_fetch(n->worker), n->cfg.smtp_url, from, to, msg, timeout, on_sent,
+                      j);
         free(msg);
     } else {
         char e164[32];
@@ -238,8 +229,8 @@ static void send_job(job_t *j, const char *email, const char *phone, const char 
             char *body = json_dumps(b, JSON_COMPACT);
             char *auth = mc_sprintf("Authorization: Bearer %s", n->cfg.sms_token);
             const char *const h[] = {auth, "Content-Type: application/json", NULL};
-            mc_fetch_http(n->fetch, "POST", n->cfg.sms_url, h, body, strlen(body), timeout, on_sent,
-                          j);
+            mc_fetch_http(mc_outcall_fetch(n->worker), "POST", n->cfg.sms_url, h, body,
+                          strlen(body), timeout, on_sent, j);
             free(auth);
             free(body);
             free(ref);
@@ -250,8 +241,8 @@ static void send_job(job_t *j, const char *email, const char *phone, const char 
             char *body = json_dumps(b, JSON_COMPACT);
             char *tok = mc_sprintf("access_token: %s", n->cfg.chat_token);
             const char *const h[] = {tok, "Content-Type: application/json", NULL};
-            mc_fetch_http(n->fetch, "POST", n->cfg.chat_url, h, body, strlen(body), timeout,
-                          on_sent, j);
+            mc_fetch_http(mc_outcall_fetch(n->worker), "POST", n->cfg.chat_url, h, body,
+                          strlen(body), timeout, on_sent, j);
             free(tok);
             free(body);
             json_decref(b);
@@ -279,63 +270,57 @@ static const char claim_sql[] =
     " SELECT u.id, a.id, u.code, u.event, u.email, u.phone, u.params::text, u.tries,"
     "   u.chan_idx, u.nchannels FROM u JOIN a ON a.notification_id = u.id ORDER BY u.id";
 
+/* One row of the channel being claimed. */
+static void start(mc_outcall_job_t *job, PGresult *res, int i, void *arg)
+{
+    notify_t *n = arg;
+    job_t *j = mc_container_of(job, job_t, job);
+    j->n = n;
+    j->ch = (channel_t)n->claim_ch;
+    j->attempt_id = atoll(PQgetvalue(res, i, 1));
+    snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, i, 2));
+    snprintf(j->event, sizeof j->event, "%s", PQgetvalue(res, i, 3));
+    j->tries = atoi(PQgetvalue(res, i, 7));
+    j->chan_idx = atoi(PQgetvalue(res, i, 8));
+    j->nchannels = atoi(PQgetvalue(res, i, 9));
+    n->tokens[j->ch] -= 1.0;
+    send_job(j, PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
+}
+
+/* Claimed rows are sent even when the stop came meanwhile: the claim committed them
+ * 'sending', and the stop waits for them. */
 static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     (void)conn;
-    claim_t *c = arg;
-    notify_t *n = c->n;
-    int ch = c->ch;
-    free(c);
+    notify_t *n = arg;
     if (status != MC_OK) {
-        mc_warn("notify: claim on %s failed: %s", channel_names[ch],
+        mc_warn("notify: claim on %s failed: %s", channel_names[n->claim_ch],
                 res ? PQresultErrorMessage(res) : mc_strerror(status));
-        n->claiming = 0;
-        maybe_finalize(n);
+        mc_outcall_claim_end(n->worker);
         return;
     }
-    for (int i = 0; i < PQntuples(res); i++) {
-        job_t *j = mc_new(job_t);
-        j->n = n;
-        j->ch = (channel_t)ch;
-        j->id = atoll(PQgetvalue(res, i, 0));
-        j->attempt_id = atoll(PQgetvalue(res, i, 1));
-        snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, i, 2));
-        snprintf(j->event, sizeof j->event, "%s", PQgetvalue(res, i, 3));
-        j->tries = atoi(PQgetvalue(res, i, 7));
-        j->chan_idx = atoi(PQgetvalue(res, i, 8));
-        j->nchannels = atoi(PQgetvalue(res, i, 9));
-        n->tokens[ch] -= 1.0;
-        n->inflight++;
-        if (!n->fetch) { /* closed meanwhile: the lease will mark it unknown */
-            job_end(j);
-            continue;
-        }
-        send_job(j, PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
-    }
-    claim_next(n, ch + 1);
+    mc_outcall_claimed(n->worker, res);
+    claim_next(n, n->claim_ch + 1);
 }
 
 static void claim_next(notify_t *n, int ch)
 {
     mc_db_t *db = db_of(n);
-    for (; ch < CH_COUNT && db && !n->stopping; ch++) {
+    for (; ch < CH_COUNT && db && !mc_outcall_stopping(n->worker); ch++) {
         long limit = (long)n->tokens[ch];
         if (limit > n->cfg.batch)
             limit = n->cfg.batch;
         if (limit < 1)
             continue;
-        claim_t *c = mc_new(claim_t);
-        c->n = n;
-        c->ch = ch;
+        n->claim_ch = ch;
         mc_db_params_t p = {0};
         mc_db_param_text(&p, channel_names[ch]);
         mc_db_param_int(&p, limit);
         mc_db_param_int(&p, n->cfg.lease_ms);
-        mc_db_exec(db, claim_sql, &p, 0, on_claimed, c);
+        mc_db_exec(db, claim_sql, &p, 0, on_claimed, n);
         return;
     }
-    n->claiming = 0;
-    maybe_finalize(n);
+    mc_outcall_claim_end(n->worker);
 }
 
 /* Attempts whose lease ran out were interrupted (crash, SIGKILL, lost result):
@@ -346,8 +331,7 @@ static void on_swept(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     notify_t *n = arg;
     if (status != MC_OK) {
         mc_warn("notify: sweep failed: %s", res ? PQresultErrorMessage(res) : mc_strerror(status));
-        n->claiming = 0;
-        maybe_finalize(n);
+        mc_outcall_claim_end(n->worker);
         return;
     }
     long swept = atol(PQgetvalue(res, 0, 0));
@@ -358,11 +342,12 @@ static void on_swept(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     claim_next(n, 0);
 }
 
-static void tick(mc_service_t *svc)
+/* The worker's claim, every tick: the token buckets refilled, the sweep, then each
+ * channel in turn. */
+static void claim(mc_outcall_t *w, void *arg)
 {
-    notify_t *n = notify_of(svc);
-    if (n->stopping || n->claiming || !db_of(n))
-        return;
+    (void)w;
+    notify_t *n = arg;
     uint64_t now = mc_now_ms();
     double dt = (double)(now - n->refilled_ms) / 1000.0;
     n->refilled_ms = now;
@@ -372,7 +357,6 @@ static void tick(mc_service_t *svc)
         if (n->tokens[i] > cap)
             n->tokens[i] = cap;
     }
-    n->claiming = 1;
     mc_db_exec(db_of(n),
                "WITH s AS (UPDATE notify.notifications SET state = 'unknown', lease_until = NULL,"
                "   last_error = 'interrupted while sending: not resent; check with the provider',"
@@ -385,40 +369,25 @@ static void tick(mc_service_t *svc)
                NULL, 0, on_swept, n);
 }
 
-/* ------------------------------------------------------------------ stop */
-
-static void maybe_finalize(notify_t *n)
-{
-    if (n->stopping && !n->claiming && n->inflight == 0 && !n->stop_reported) {
-        n->stop_reported = 1;
-        mc_service_stopped(n->svc);
-    }
-}
-
-static void begin_stop(void *arg)
-{
-    notify_t *n = arg;
-    n->stopping = 1;
-    maybe_finalize(n);
-}
-
-static void close_fetch(void *arg)
-{
-    notify_t *n = arg;
-    mc_fetch_destroy(&n->fetch); /* a send still in flight is marked unknown by its lease */
-}
+/* ------------------------------------------------------------------ start and stop */
 
 void deliver_start(notify_t *n)
 {
-    n->fetch = mc_fetch_new(mc_service_loop(n->svc));
     n->refilled_ms = mc_now_ms();
     for (int i = 0; i < CH_COUNT; i++)
         n->tokens[i] = (double)n->cfg.rate[i];
-    mc_service_on_stop(n->svc, begin_stop, close_fetch, n);
-    mc_service_every(n->svc, (uint64_t)n->cfg.tick_ms, tick);
+    mc_outcall_def_t def = {
+        .name = "notify",
+        .tick_ms = (uint64_t)n->cfg.tick_ms,
+        .claim = claim,
+        .job_size = sizeof(job_t),
+        .start = start,
+        .arg = n,
+    };
+    n->worker = mc_outcall_new(n->svc, &def);
 }
 
 void deliver_close(notify_t *n)
 {
-    mc_fetch_destroy(&n->fetch); /* normally done at the stop already */
+    mc_outcall_destroy(&n->worker);
 }

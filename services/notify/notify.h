@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "fetch.h"
 #include "http.h"
+#include "outcall.h"
 #include "service.h"
 
 /* The channels, in the default order of preference. */
@@ -45,14 +46,11 @@ typedef struct {
     mc_auth_t *auth;
     notify_config_t cfg;
     templates_t *templates;
-    mc_fetch_t *fetch;
     /* delivery (deliver.c) */
+    mc_outcall_t *worker; /* its fetcher sends */
     double tokens[CH_COUNT];
     uint64_t refilled_ms;
-    int claiming;
-    int inflight; /* sends and their result writes not yet finished */
-    int stopping;
-    int stop_reported; /* mc_service_stopped was called */
+    int claim_ch; /* the channel being claimed */
 } notify_t;
 
 static inline notify_t *notify_of(void *svc)
