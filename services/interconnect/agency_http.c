@@ -23,8 +23,9 @@
  * recognises it. Moves are conditional, so a late answer changes nothing.
  *
  * Stop. When the service stops, the worker claims nothing more and the service waits
- * (MC_SERVICE_GRACE_MS at most) for
- * the calls in flight; what is left is the lease's to recover. */
+ * (MC_SERVICE_GRACE_MS at most) for the calls in flight; what is left is the lease's
+ * to recover. The mechanics (timer, claim, calls in flight, stop, retry later) are
+ * common/outcall.h's. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,56 +38,27 @@
 #define CLAIM_BATCH 10
 
 typedef struct {
+    mc_outcall_job_t job; /* job.id: the handoff */
     interconnect_t *ic;
-    long long id;
     int tries;
     char code[80];
     char error[256];
 } job_t;
-
-static void idle_check(interconnect_t *ic);
-
-static void job_end(job_t *j)
-{
-    interconnect_t *ic = j->ic;
-    free(j);
-    ic->inflight--;
-    idle_check(ic);
-}
 
 static void on_moved(int status, const char *state, int applied, void *arg)
 {
     (void)status;
     (void)state;
     (void)applied; /* logged by handoff_move; a move that failed is retried by the lease */
-    job_end(arg);
-}
-
-static void on_noted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    job_t *j = arg;
-    if (status != MC_OK && status != MC_ECLOSED)
-        mc_warn("agency: cannot note the failure of handoff %lld: %s", j->id,
-                res ? PQresultErrorMessage(res) : mc_strerror(status));
-    job_end(j);
+    mc_outcall_done(arg);
 }
 
 /* A retry later: the lease is given up, the next try set. */
 static void retry_later(job_t *j)
 {
-    mc_logd(MC_LOG_WARN, NULL, j->code, "agency: handoff %lld not delivered (try %d): %s", j->id,
-            j->tries, j->error);
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
-    mc_db_param_text(&q, j->error);
-    mc_db_param_int(&q, j->ic->cfg->backoff_ms);
-    mc_db_exec(mc_service_db(j->ic->svc),
-               "UPDATE interconnect.handoffs SET lease_until = NULL, last_error = $2,"
-               "  updated_at = now(), next_at = now() + make_interval(secs => least($3::bigint"
-               "    * power(2, least(tries - 1, 20)), 600000) / 1000.0)"
-               " WHERE id = $1 AND state = 'requested'",
-               &q, 0, on_noted, j);
+    mc_logd(MC_LOG_WARN, NULL, j->code, "agency: handoff %lld not delivered (try %d): %s",
+            j->job.id, j->tries, j->error);
+    mc_outcall_retry(&j->job, j->error);
 }
 
 static void on_answer(int status, long code, const char *body, size_t len, void *arg)
@@ -94,7 +66,7 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
     (void)len;
     job_t *j = arg;
     if (status == MC_ECLOSED) { /* stopping: the lease brings it back */
-        job_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     if (status != MC_OK) {
@@ -113,7 +85,7 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
                                 strcmp(st, "rejected") == 0)
                              ? st
                              : "sent";
-        handoff_move(j->ic, j->id, to, result,
+        handoff_move(j->ic, j->job.id, to, result,
                      strcmp(to, "rejected") == 0 && !reason ? "rejected by the agency" : reason,
                      NULL, on_moved, j);
         json_decref(doc);
@@ -123,7 +95,7 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
         char why[300];
         snprintf(why, sizeof why, "the agency system answered HTTP %ld%s%.200s", code,
                  reason ? ": " : "", reason ? reason : "");
-        handoff_move(j->ic, j->id, "rejected", NULL, why, NULL, on_moved, j);
+        handoff_move(j->ic, j->job.id, "rejected", NULL, why, NULL, on_moved, j);
         json_decref(doc);
         return;
     }
@@ -176,14 +148,13 @@ static json_t *request_body(interconnect_t *ic, PGresult *res, int r, long long 
     return body;
 }
 
-static void send_one(interconnect_t *ic, PGresult *res, int r)
+static void send_one(mc_outcall_job_t *job, PGresult *res, int r, void *arg)
 {
-    job_t *j = mc_new(job_t);
+    interconnect_t *ic = arg;
+    job_t *j = mc_container_of(job, job_t, job);
     j->ic = ic;
-    j->id = atoll(PQgetvalue(res, r, 0));
     snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, r, 1));
     j->tries = atoi(PQgetvalue(res, r, 8));
-    ic->inflight++;
     const char *agency = PQgetvalue(res, r, 3);
     const agency_system_t *sys = systems_find(ic, agency);
     if (!sys || sys->province) { /* a province's motcua lands here only without a link */
@@ -192,96 +163,51 @@ static void send_one(interconnect_t *ic, PGresult *res, int r)
                  sys ? "no link to province %s (peers.json, MOTCUA_INTERCONNECT_LINK_BIND)"
                      : "no system receives handoffs for agency %s (systems.json)",
                  sys ? sys->province : agency);
-        handoff_move(ic, j->id, "failed", NULL, why, NULL, on_moved, j);
+        handoff_move(ic, job->id, "failed", NULL, why, NULL, on_moved, j);
         return;
     }
-    json_t *body = request_body(ic, res, r, j->id);
+    json_t *body = request_body(ic, res, r, job->id);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     char *auth = sys->token ? mc_sprintf("Authorization: Bearer %s", sys->token) : NULL;
-    char *key = mc_sprintf("Idempotency-Key: handoff-%lld", j->id);
+    char *key = mc_sprintf("Idempotency-Key: handoff-%lld", job->id);
     const char *headers[] = {"Content-Type: application/json", key, auth, NULL};
-    mc_fetch_http(ic->fetch, "POST", sys->url, headers, text, strlen(text), ic->cfg->timeout_ms,
-                  on_answer, j);
+    mc_fetch_http(mc_outcall_fetch(ic->agency), "POST", sys->url, headers, text, strlen(text),
+                  ic->cfg->timeout_ms, on_answer, j);
     free(key);
     free(auth);
     free(text);
 }
 
-/* ------------------------------------------------------------------ claim */
-
-static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    interconnect_t *ic = arg;
-    ic->claiming = 0;
-    if (status != MC_OK) {
-        if (status != MC_ECLOSED)
-            mc_warn("agency: claim failed: %s",
-                    res ? PQresultErrorMessage(res) : mc_strerror(status));
-        idle_check(ic);
-        return;
-    }
-    if (ic->stopping) { /* stopped meanwhile: the leases bring them back */
-        idle_check(ic);
-        return;
-    }
-    for (int r = 0; r < PQntuples(res); r++)
-        send_one(ic, res, r);
-}
-
-static void tick(mc_service_t *svc)
-{
-    interconnect_t *ic = interconnect_of(svc);
-    if (ic->stopping || ic->claiming)
-        return;
-    ic->claiming = 1;
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, CLAIM_BATCH);
-    mc_db_param_int(&q, ic->cfg->lease_ms);
-    mc_db_exec(mc_service_db(svc),
-               "UPDATE interconnect.handoffs SET tries = tries + 1, updated_at = now(),"
-               "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-               " WHERE id IN (SELECT id FROM interconnect.handoffs WHERE state = 'requested'"
-               "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
-               "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-               " RETURNING id, code, procedure_code, agency_code, encode(request, 'hex'),"
-               "  step_index, step_name, to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
-               "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'), tries",
-               &q, 0, on_claimed, ic);
-}
-
 /* ------------------------------------------------------------------ start and stop */
-
-static void idle_check(interconnect_t *ic)
-{
-    if (ic->stopping && !ic->claiming && ic->inflight == 0 && !ic->stop_reported) {
-        ic->stop_reported = 1;
-        mc_service_stopped(ic->svc);
-    }
-}
-
-static void begin_stop(void *arg)
-{
-    interconnect_t *ic = arg;
-    ic->stopping = 1;
-    idle_check(ic);
-}
-
-static void close_fetch(void *arg)
-{
-    interconnect_t *ic = arg;
-    mc_fetch_destroy(&ic->fetch); /* what is still in flight is the lease's to recover */
-}
 
 void agency_http_start(interconnect_t *ic)
 {
-    ic->fetch = mc_fetch_new(mc_service_loop(ic->svc));
-    mc_service_on_stop(ic->svc, begin_stop, close_fetch, ic);
-    mc_service_every(ic->svc, (uint64_t)ic->cfg->tick_ms, tick);
+    mc_outcall_def_t def = {
+        .name = "agency",
+        .tick_ms = (uint64_t)ic->cfg->tick_ms,
+        .claim_sql = "UPDATE interconnect.handoffs SET tries = tries + 1, updated_at = now(),"
+                     "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
+                     " WHERE id IN (SELECT id FROM interconnect.handoffs WHERE state = 'requested'"
+                     "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
+                     "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+                     " RETURNING id, code, procedure_code, agency_code, encode(request, 'hex'),"
+                     "  step_index, step_name, to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
+                     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'), tries",
+        .batch = CLAIM_BATCH,
+        .lease_ms = ic->cfg->lease_ms,
+        .job_size = sizeof(job_t),
+        .start = send_one,
+        .table = "interconnect.handoffs",
+        .due_state = "requested",
+        .touch = 1,
+        .backoff_ms = ic->cfg->backoff_ms,
+        .arg = ic,
+    };
+    ic->agency = mc_outcall_new(ic->svc, &def);
 }
 
 void agency_http_close(interconnect_t *ic)
 {
-    mc_fetch_destroy(&ic->fetch); /* normally done at the stop already */
+    mc_outcall_destroy(&ic->agency);
 }

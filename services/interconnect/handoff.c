@@ -407,7 +407,7 @@ static void on_overdue(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 void handoff_expire(mc_service_t *svc)
 {
     interconnect_t *ic = interconnect_of(svc);
-    if (ic->stopping || ic->sweeping)
+    if (mc_service_stopping(ic->svc) || ic->sweeping)
         return;
     ic->sweeping = 1;
     mc_db_params_t p = {0};

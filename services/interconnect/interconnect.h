@@ -11,6 +11,7 @@
 #include "curve.h"
 #include "fetch.h"
 #include "http.h"
+#include "outcall.h"
 #include "service.h"
 
 typedef struct {
@@ -70,10 +71,9 @@ typedef struct {
     const interconnect_config_t *cfg;
     agency_system_t *systems;
     size_t nsystems;
-    char *callback_base; /* cfg->callback_base, or http://<host>:<port> */
-    mc_fetch_t *fetch;
-    int stopping, claiming, sweeping, inflight;
-    int stop_reported;              /* mc_service_stopped was called */
+    char *callback_base;            /* cfg->callback_base, or http://<host>:<port> */
+    mc_outcall_t *agency;           /* agency_http.c's worker */
+    int sweeping;                   /* handoff.c: an expiry sweep is running */
     struct inbound_worker *inbound; /* inbound.c */
     struct portal *portal;          /* portal.c */
     const char *province;           /* cfg->province */

@@ -8,8 +8,8 @@
 #include "auth.h"
 #include "bus.h"
 #include "fetch.h"
-#include "outcall.h"
 #include "http.h"
+#include "outcall.h"
 #include "service.h"
 
 typedef struct {
