@@ -113,6 +113,11 @@ void handoff_move_in(interconnect_t *ic, mc_db_conn_t *conn, long long id, const
 void handoff_expire(mc_service_t *svc);
 
 /* ---- systems.c ---- */
+/* Read a JSON file that must be an array (of `what`) and allocate *out for as many
+ * zeroed elements of elem_size; the document (the caller's to decref), or NULL with the
+ * reason in err. */
+json_t *config_array_load(const char *path, const char *what, size_t elem_size, void **out,
+                          char *err, size_t errlen);
 /* Read systems.json into ic->systems; 0, or -1 with the reason in err. */
 int systems_load(interconnect_t *ic, const char *path, char *err, size_t errlen);
 void systems_free(interconnect_t *ic);

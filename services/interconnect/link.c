@@ -37,20 +37,11 @@
 
 int peers_load(interconnect_t *ic, const char *path, char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *doc = json_load_file(path, 0, &jerr);
-    if (!doc) {
-        snprintf(err, errlen, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    json_t *doc = config_array_load(path, "peer provinces", sizeof *ic->peers, (void **)&ic->peers,
+                                    err, errlen);
+    if (!doc)
         return -1;
-    }
-    if (!json_is_array(doc)) {
-        snprintf(err, errlen, "%s: an array of peer provinces is required", path);
-        json_decref(doc);
-        return -1;
-    }
     size_t n = json_array_size(doc);
-    ic->peers = mc_alloc((n ? n : 1) * sizeof *ic->peers);
-    memset(ic->peers, 0, (n ? n : 1) * sizeof *ic->peers);
     for (size_t i = 0; i < n; i++) {
         json_t *p = json_array_get(doc, i);
         const char *province = json_string_value(json_object_get(p, "province"));

@@ -15,22 +15,33 @@
 #include "interconnect.h"
 #include "log.h"
 
-int systems_load(interconnect_t *ic, const char *path, char *err, size_t errlen)
+json_t *config_array_load(const char *path, const char *what, size_t elem_size, void **out,
+                          char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *doc = json_load_file(path, 0, &jerr);
     if (!doc) {
         snprintf(err, errlen, "%s: %s (line %d)", path, jerr.text, jerr.line);
-        return -1;
+        return NULL;
     }
     if (!json_is_array(doc)) {
-        snprintf(err, errlen, "%s: an array of systems is required", path);
+        snprintf(err, errlen, "%s: an array of %s is required", path, what);
         json_decref(doc);
-        return -1;
+        return NULL;
     }
+    size_t n = json_array_size(doc) ? json_array_size(doc) : 1;
+    *out = mc_alloc(n * elem_size);
+    memset(*out, 0, n * elem_size);
+    return doc;
+}
+
+int systems_load(interconnect_t *ic, const char *path, char *err, size_t errlen)
+{
+    json_t *doc =
+        config_array_load(path, "systems", sizeof *ic->systems, (void **)&ic->systems, err, errlen);
+    if (!doc)
+        return -1;
     size_t n = json_array_size(doc);
-    ic->systems = mc_alloc((n ? n : 1) * sizeof *ic->systems);
-    memset(ic->systems, 0, (n ? n : 1) * sizeof *ic->systems);
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(doc, i);
         const char *prefix = json_string_value(json_object_get(s, "agency_prefix"));

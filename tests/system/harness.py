@@ -4,6 +4,7 @@ Tests start the binaries built by `make SAN=1` (MOTCUA_BUILD, default build/san)
 a PostgreSQL cluster made by mk/pg.sh in a temporary directory, on free loopback ports,
 and kill them with real signals. Nothing here is a mock.
 """
+import importlib
 import json
 import os
 import re
@@ -357,3 +358,18 @@ class Sandbox:
         if hdrs.get("Content-Type", "").startswith("application/json"):
             return status, hdrs, json.loads(text)
         return status, hdrs, text
+
+
+def envelope_class():
+    """The Envelope class, compiled from proto/ with protoc for this run (a second,
+    independent reader and writer of the contract)."""
+    out = tempfile.mkdtemp(prefix="motcua-pb-")
+    proto = os.path.join(ROOT, "proto")
+    subprocess.run(["protoc", "-I" + proto, "--python_out=" + out,
+                    os.path.join(proto, "motcua", "envelope.proto"),
+                    os.path.join(proto, "motcua", "events.proto")], check=True)
+    sys.path.insert(0, out)
+    try:
+        return importlib.import_module("motcua.envelope_pb2").Envelope
+    finally:
+        sys.path.remove(out)

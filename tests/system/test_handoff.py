@@ -13,12 +13,8 @@ result listed together in the lookup, in ResultReady and in the result_ready e-m
 Run: cd tests/system && /usr/bin/python3 run.py test_handoff"""
 import hashlib
 import hmac
-import importlib
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -47,20 +43,6 @@ with open(os.path.join(harness.ROOT, "deploy", "data", "catalog", "agencies.json
 AGENCY_NAMES = {a["code"]: a["name"] for a in (
     _agencies if isinstance(_agencies, list) else _agencies["agencies"])}
 
-
-def envelope_module():
-    """The Envelope class, compiled from proto/ with protoc for this run (a second,
-    independent reader of what routing writes)."""
-    out = tempfile.mkdtemp(prefix="motcua-pb-")
-    proto = os.path.join(harness.ROOT, "proto")
-    subprocess.run(["protoc", "-I" + proto, "--python_out=" + out,
-                    os.path.join(proto, "motcua", "envelope.proto"),
-                    os.path.join(proto, "motcua", "events.proto")], check=True)
-    sys.path.insert(0, out)
-    try:
-        return importlib.import_module("motcua.envelope_pb2").Envelope
-    finally:
-        sys.path.remove(out)
 
 
 def sign(ts, raw, secret=SECRET):
@@ -375,7 +357,7 @@ class Chains(Base):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.Envelope = envelope_module()
+        cls.Envelope = harness.envelope_class()
 
     # ------------------------------------------------------------ helpers
 

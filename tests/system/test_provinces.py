@@ -22,7 +22,6 @@ Run: cd tests/system && /usr/bin/python3 run.py test_provinces"""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -49,18 +48,6 @@ UNKNOWN_THERE = {
                "procedure": "9.999998"},
               {"name": "Trả kết quả", "agency": DESK, "days": 0.5}]}
 
-
-def envelope_module():
-    """The Envelope class compiled from proto/ with protoc for this run."""
-    import importlib
-    import sys
-    out = tempfile.mkdtemp(prefix="motcua-pb-")
-    proto = os.path.join(harness.ROOT, "proto")
-    subprocess.run(["protoc", "-I" + proto, "--python_out=" + out,
-                    os.path.join(proto, "motcua", "envelope.proto"),
-                    os.path.join(proto, "motcua", "events.proto")], check=True)
-    sys.path.insert(0, out)
-    return importlib.import_module("motcua.envelope_pb2").Envelope
 
 
 def step_of(case):
@@ -467,7 +454,7 @@ class Provinces(unittest.TestCase):
     def send_from_b(self, build):
         """Put an envelope into B's outbox for A, as if B's interconnect wrote it: B's
         relay sends it with B's key. build(env) fills the body."""
-        Envelope = envelope_module()
+        Envelope = harness.envelope_class()
         env = Envelope()
         env.message_id = str(uuid.uuid4())
         env.source = "interconnect"
@@ -511,7 +498,7 @@ class Provinces(unittest.TestCase):
         def internal(env):
             env.dossier_code = "X-2"
             env.handoff_requested.code = "X-2"
-        Envelope = envelope_module()
+        Envelope = harness.envelope_class()
         e = Envelope()
         internal(e)
         e.message_id = str(uuid.uuid4())
@@ -521,6 +508,33 @@ class Provinces(unittest.TestCase):
                    % (e.message_id, e.SerializeToString().hex()))
         self.b.sql("NOTIFY interconnect_outbox")
         self.assertIn("not taken from another province", self.dead_letter(e.message_id))
+
+
+    def test_7_expired_then_answered_late(self):
+        # B has not finished by the step's due time: A's handoff expires (escalated to
+        # an operator, the desk in charge again); B's late answer changes nothing.
+        code = self.hand_over(self.a)
+        there = self.remote(self.a, code)
+        self.a.sql("UPDATE interconnect.handoffs SET due_at = now() - interval '1 second'"
+                   " WHERE code = '%s'" % code)
+        harness.wait_for(lambda: self.last(self.a, code).get("state") == "expired",
+                         what="the handoff expired")
+        c = harness.wait_case_state(self.a.svc["routing"], self.a.operator, code, "IN_PROGRESS")
+        self.assertEqual(step_of(c), 0, "the desk is in charge again")
+        status, body = harness.http("GET", self.a.url("interconnect",
+                                                      "/v1/handoffs?state=expired"),
+                                    headers={"Authorization": "Bearer " + self.a.operator})
+        self.assertIn(code, [h["dossier"] for h in body["items"]])
+        self.resolve_there(self.b, there)
+        # The late answer is taken (no dead letter) and moves nothing.
+        harness.wait_for(lambda: self.last(self.a, code).get("remote_state") == "APPROVED",
+                         what="B's late answer recorded")
+        self.assertEqual(self.last(self.a, code)["state"], "expired")
+        self.assertEqual(self.a.sql("SELECT count(*) FROM interconnect.dead_letters"
+                                    " WHERE dossier_code = 'H99-%d'"
+                                    % self.last(self.a, code)["id"]),
+                         "0")
+        self.assertEqual(step_of(harness.case(self.a.svc["routing"], self.a.operator, code)), 0)
 
 
 # A client with a fresh key pair sends one envelope-looking message to the link and
