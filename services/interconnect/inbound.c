@@ -19,8 +19,9 @@
  * same bytes every time (keys sorted), so a crash after intake stored the dossier and
  * before our commit only makes the next try get intake's stored answer.
  *
- * Stop: as agency_http.c — nothing new is claimed, calls in flight are waited for
- * (mc_service_on_stop), what is cut off is the lease's to recover. */
+ * Stop: as agency_http.c — nothing new is claimed, calls in flight are waited for,
+ * what is cut off is the lease's to recover. The mechanics (timer, claim, calls in
+ * flight, stop, retry later) are common/outcall.h's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,23 +34,19 @@
 
 struct inbound_worker {
     interconnect_t *ic;
-    mc_fetch_t *fetch;
+    mc_outcall_t *worker;
     char *url; /* intake's POST /v1/dossiers */
-    int stopping, claiming, inflight, stop_reported;
 };
 
 typedef struct {
+    mc_outcall_job_t job; /* job.id: the inbound row */
     struct inbound_worker *w;
-    long long id;
     char system[64];
     char ref_id[80];
     char *handoff_id;
     char error[400];
     char code[80]; /* intake's dossier code */
-    mc_db_conn_t *conn;
 } job_t;
-
-static void idle_check(struct inbound_worker *w);
 
 /* ------------------------------------------------------------------ recording */
 
@@ -73,104 +70,80 @@ void inbound_add(interconnect_t *ic, mc_db_conn_t *conn, const char *system, con
 
 /* ------------------------------------------------------------------ one call */
 
-static void job_end(job_t *j)
+static void job_free(mc_outcall_job_t *job)
 {
-    struct inbound_worker *w = j->w;
-    if (j->conn)
-        mc_db_release(j->conn); /* rolls back if still open */
-    free(j->handoff_id);
-    free(j);
-    w->inflight--;
-    idle_check(w);
-}
-
-static void on_noted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    job_t *j = arg;
-    if (status != MC_OK && status != MC_ECLOSED)
-        mc_warn("inbound %lld: cannot record the outcome: %s", j->id,
-                res ? PQresultErrorMessage(res) : mc_strerror(status));
-    job_end(j);
+    free(mc_container_of(job, job_t, job)->handoff_id);
 }
 
 static void retry_later(job_t *j)
 {
-    mc_warn("inbound %lld (%s %s) not opened at intake yet: %s", j->id, j->system, j->ref_id,
+    mc_warn("inbound %lld (%s %s) not opened at intake yet: %s", j->job.id, j->system, j->ref_id,
             j->error);
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
-    mc_db_param_text(&q, j->error);
-    mc_db_param_int(&q, j->w->ic->cfg->backoff_ms);
-    mc_db_exec(mc_service_db(j->w->ic->svc),
-               "UPDATE interconnect.inbound SET lease_until = NULL, last_error = $2,"
-               "  updated_at = now(), next_at = now() + make_interval(secs => least($3::bigint"
-               "    * power(2, least(tries - 1, 20)), 600000) / 1000.0)"
-               " WHERE id = $1 AND state = 'pending'",
-               &q, 0, on_noted, j);
+    mc_outcall_retry(&j->job, j->error);
 }
 
 static void submitted(job_t *j)
 {
-    mc_logd(MC_LOG_INFO, NULL, j->code, "inbound %lld (%s %s) opened at intake", j->id, j->system,
-            j->ref_id);
+    mc_logd(MC_LOG_INFO, NULL, j->code, "inbound %lld (%s %s) opened at intake", j->job.id,
+            j->system, j->ref_id);
     mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
+    mc_db_param_int(&q, j->job.id);
     mc_db_param_text(&q, j->code);
-    mc_db_exec(mc_service_db(j->w->ic->svc),
-               "UPDATE interconnect.inbound SET state = 'submitted', local_code = $2,"
-               "  lease_until = NULL, last_error = NULL, updated_at = now()"
-               " WHERE id = $1 AND state = 'pending'",
-               &q, 0, on_noted, j);
+    mc_outcall_record(&j->job,
+                      "UPDATE interconnect.inbound SET state = 'submitted', local_code = $2,"
+                      "  lease_until = NULL, last_error = NULL, updated_at = now()"
+                      " WHERE id = $1 AND state = 'pending'",
+                      &q);
 }
 
-/* Refusal: the row, and the origin told, in one transaction. */
-static void on_refuse_committed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+/* Refusal: the row, and the origin told, in one transaction. A failure ends the job:
+ * the release rolls back, the lease brings the row back. */
+static void refuse_failed(job_t *j, PGresult *res, int status)
 {
-    (void)conn;
-    on_noted(NULL, res, status, arg);
+    if (status != MC_ECLOSED)
+        mc_warn("inbound %lld: cannot record the outcome: %s", j->job.id,
+                res ? PQresultErrorMessage(res) : mc_strerror(status));
+    mc_outcall_done(&j->job);
 }
 
 static void on_origin_told(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
+    (void)conn;
     job_t *j = arg;
     if (status != MC_OK) {
-        on_noted(NULL, res, status, j); /* the release rolls back; the lease brings it back */
+        refuse_failed(j, res, status);
         return;
     }
-    mc_db_query(conn, "COMMIT", NULL, 0, on_refuse_committed, j);
+    mc_outcall_commit(&j->job);
 }
 
 static void on_refused_row(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     job_t *j = arg;
     if (status != MC_OK) {
-        on_noted(NULL, res, status, j);
+        refuse_failed(j, res, status);
         return;
     }
     if (strcmp(PQcmdTuples(res), "1") != 0) { /* somebody else settled it */
-        mc_db_query(conn, "COMMIT", NULL, 0, on_refuse_committed, j);
+        mc_outcall_commit(&j->job);
         return;
     }
-    mc_warn("inbound %lld (%s %s) refused by intake: %s", j->id, j->system, j->ref_id, j->error);
+    mc_warn("inbound %lld (%s %s) refused by intake: %s", j->job.id, j->system, j->ref_id,
+            j->error);
     if (strncmp(j->system, "province:", 9) == 0)
         link_inbound_refused(j->w->ic, conn, j->system, j->ref_id, j->handoff_id, j->error,
                              on_origin_told, j);
     else if (strcmp(j->system, "national_portal") == 0)
         portal_refused(j->w->ic, conn, j->ref_id, j->error, on_origin_told, j);
     else
-        mc_db_query(conn, "COMMIT", NULL, 0, on_refuse_committed, j);
+        mc_outcall_commit(&j->job);
 }
 
-static void on_refuse_begun(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
+static void on_refuse_begun(mc_outcall_job_t *job, mc_db_conn_t *conn)
 {
-    job_t *j = arg;
-    if (status != MC_OK) {
-        on_noted(NULL, res, status, j);
-        return;
-    }
+    job_t *j = mc_container_of(job, job_t, job);
     mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
+    mc_db_param_int(&q, job->id);
     mc_db_param_text(&q, j->error);
     mc_db_query(conn,
                 "UPDATE interconnect.inbound SET state = 'refused', last_error = $2,"
@@ -178,23 +151,12 @@ static void on_refuse_begun(mc_db_conn_t *conn, PGresult *res, int status, void 
                 &q, 0, on_refused_row, j);
 }
 
-static void on_refuse_conn(mc_db_conn_t *conn, int status, void *arg)
-{
-    job_t *j = arg;
-    if (status != MC_OK) {
-        on_noted(NULL, NULL, status, j);
-        return;
-    }
-    j->conn = conn;
-    mc_db_query(conn, "BEGIN", NULL, 0, on_refuse_begun, j);
-}
-
 static void on_answer(int status, long code, const char *body, size_t len, void *arg)
 {
     (void)len;
     job_t *j = arg;
     if (status == MC_ECLOSED) { /* stopping: the lease brings it back */
-        job_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     if (status != MC_OK) {
@@ -219,7 +181,7 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
         if (field)
             strncat(j->error, ")", sizeof j->error - strlen(j->error) - 1);
         json_decref(doc);
-        mc_db_acquire(mc_service_db(j->w->ic->svc), on_refuse_conn, j);
+        mc_outcall_begin(&j->job, on_refuse_begun);
         return;
     }
     snprintf(j->error, sizeof j->error, "intake answered HTTP %ld%s%.200s", code,
@@ -228,15 +190,14 @@ static void on_answer(int status, long code, const char *body, size_t len, void 
     retry_later(j);
 }
 
-static void send_one(struct inbound_worker *w, PGresult *res, int r)
+static void send_one(mc_outcall_job_t *job, PGresult *res, int r, void *arg)
 {
-    job_t *j = mc_new(job_t);
+    struct inbound_worker *w = arg;
+    job_t *j = mc_container_of(job, job_t, job);
     j->w = w;
-    j->id = atoll(PQgetvalue(res, r, 0));
     snprintf(j->system, sizeof j->system, "%s", PQgetvalue(res, r, 1));
     snprintf(j->ref_id, sizeof j->ref_id, "%s", PQgetvalue(res, r, 2));
     j->handoff_id = PQgetisnull(res, r, 3) ? NULL : mc_strdup(PQgetvalue(res, r, 3));
-    w->inflight++;
     if (!w->ic->cfg->intake_key[0]) { /* intake would refuse it (403): wait for a key */
         snprintf(j->error, sizeof j->error, "MOTCUA_INTERCONNECT_INTAKE_KEY is not set");
         retry_later(j);
@@ -262,82 +223,19 @@ static void send_one(struct inbound_worker *w, PGresult *res, int r)
     char *auth = mc_sprintf("Authorization: Bearer %s", cfg->intake_key);
     char *key = mc_sprintf("Idempotency-Key: inbound-%s-%s", j->system, j->ref_id);
     const char *headers[] = {"Content-Type: application/json", key, auth, NULL};
-    mc_fetch_http(w->fetch, "POST", w->url, headers, text, strlen(text), cfg->timeout_ms, on_answer,
-                  j);
+    mc_fetch_http(mc_outcall_fetch(w->worker), "POST", w->url, headers, text, strlen(text),
+                  cfg->timeout_ms, on_answer, j);
     free(key);
     free(auth);
     free(text);
 }
 
-/* ------------------------------------------------------------------ claim */
-
-static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    struct inbound_worker *w = arg;
-    w->claiming = 0;
-    if (status != MC_OK) {
-        if (status != MC_ECLOSED)
-            mc_warn("inbound: claim failed: %s",
-                    res ? PQresultErrorMessage(res) : mc_strerror(status));
-        idle_check(w);
-        return;
-    }
-    if (w->stopping) {
-        idle_check(w);
-        return;
-    }
-    for (int r = 0; r < PQntuples(res); r++)
-        send_one(w, res, r);
-}
-
-static void tick(mc_service_t *svc)
-{
-    struct inbound_worker *w = interconnect_of(svc)->inbound;
-    if (w->stopping || w->claiming)
-        return;
-    w->claiming = 1;
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, CLAIM_BATCH);
-    mc_db_param_int(&q, w->ic->cfg->lease_ms);
-    mc_db_exec(mc_service_db(svc),
-               "UPDATE interconnect.inbound SET tries = tries + 1, updated_at = now(),"
-               "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-               " WHERE id IN (SELECT id FROM interconnect.inbound WHERE state = 'pending'"
-               "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
-               "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-               " RETURNING id, system, ref_id, handoff_id, submission::text",
-               &q, 0, on_claimed, w);
-}
-
 /* ------------------------------------------------------------------ start and stop */
-
-static void idle_check(struct inbound_worker *w)
-{
-    if (w->stopping && !w->claiming && w->inflight == 0 && !w->stop_reported) {
-        w->stop_reported = 1;
-        mc_service_stopped(w->ic->svc);
-    }
-}
-
-static void begin_stop(void *arg)
-{
-    struct inbound_worker *w = arg;
-    w->stopping = 1;
-    idle_check(w);
-}
-
-static void close_fetch(void *arg)
-{
-    struct inbound_worker *w = arg;
-    mc_fetch_destroy(&w->fetch); /* what is still in flight is the lease's to recover */
-}
 
 void inbound_start(interconnect_t *ic)
 {
     struct inbound_worker *w = mc_new(struct inbound_worker);
     w->ic = ic;
-    w->fetch = mc_fetch_new(mc_service_loop(ic->svc));
     const char *base = ic->cfg->intake_url;
     if (base[0]) {
         size_t n = strlen(base);
@@ -351,8 +249,27 @@ void inbound_start(interconnect_t *ic)
                 "portal and peer provinces wait until it is");
     mc_info("inbound: dossiers from outside are opened at %s", w->url);
     ic->inbound = w;
-    mc_service_on_stop(ic->svc, begin_stop, close_fetch, w);
-    mc_service_every(ic->svc, (uint64_t)ic->cfg->tick_ms, tick);
+    mc_outcall_def_t def = {
+        .name = "inbound",
+        .tick_ms = (uint64_t)ic->cfg->tick_ms,
+        .claim_sql = "UPDATE interconnect.inbound SET tries = tries + 1, updated_at = now(),"
+                     "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
+                     " WHERE id IN (SELECT id FROM interconnect.inbound WHERE state = 'pending'"
+                     "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
+                     "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+                     " RETURNING id, system, ref_id, handoff_id, submission::text",
+        .batch = CLAIM_BATCH,
+        .lease_ms = ic->cfg->lease_ms,
+        .job_size = sizeof(job_t),
+        .start = send_one,
+        .end = job_free,
+        .table = "interconnect.inbound",
+        .due_state = "pending",
+        .touch = 1,
+        .backoff_ms = ic->cfg->backoff_ms,
+        .arg = w,
+    };
+    w->worker = mc_outcall_new(ic->svc, &def);
 }
 
 void inbound_close(interconnect_t *ic)
@@ -360,7 +277,7 @@ void inbound_close(interconnect_t *ic)
     struct inbound_worker *w = ic->inbound;
     if (!w)
         return;
-    mc_fetch_destroy(&w->fetch);
+    mc_outcall_destroy(&w->worker);
     free(w->url);
     free(w);
     ic->inbound = NULL;

@@ -26,7 +26,9 @@
  * A crash between the portal's answer and our commit sends the row again when its
  * lease runs out, with the same sync_id: the portal recognises the repeat.
  *
- * Stop: as agency_http.c (mc_service_on_stop; the lease recovers what is cut off). */
+ * Stop: as agency_http.c (the lease recovers what is cut off). The mechanics (timer,
+ * claim, calls in flight, stop, retry later) are common/outcall.h's; reconcile.c's runs
+ * use the worker's fetcher and hold its stop. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,58 +160,31 @@ void portal_refused(interconnect_t *ic, mc_db_conn_t *conn, const char *national
 /* ------------------------------------------------------------------ pushing */
 
 typedef struct {
+    mc_outcall_job_t job; /* job.id: the sync row */
     struct portal *pt;
-    long long id;
     char code[80];
     int seq;
     char error[300];
 } push_t;
 
-static void push_end(push_t *j)
-{
-    struct portal *pt = j->pt;
-    free(j);
-    pt->inflight--;
-    portal_idle_check(pt);
-}
-
-static void on_noted(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    push_t *j = arg;
-    if (status != MC_OK && status != MC_ECLOSED)
-        mc_warn("portal: cannot record the outcome of push %lld: %s", j->id,
-                res ? PQresultErrorMessage(res) : mc_strerror(status));
-    push_end(j);
-}
-
 static void settle(push_t *j, const char *state)
 {
     mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
+    mc_db_param_int(&q, j->job.id);
     mc_db_param_text(&q, state);
     mc_db_param_text(&q, strcmp(state, "acked") == 0 ? NULL : j->error);
-    mc_db_exec(mc_service_db(j->pt->ic->svc),
-               "UPDATE interconnect.portal_sync SET state = $2, last_error = $3,"
-               "  lease_until = NULL, acked_at = CASE WHEN $2 = 'acked' THEN now() END"
-               " WHERE id = $1 AND state = 'pending'",
-               &q, 0, on_noted, j);
+    mc_outcall_record(&j->job,
+                      "UPDATE interconnect.portal_sync SET state = $2, last_error = $3,"
+                      "  lease_until = NULL, acked_at = CASE WHEN $2 = 'acked' THEN now() END"
+                      " WHERE id = $1 AND state = 'pending'",
+                      &q);
 }
 
 static void retry_later(push_t *j)
 {
     mc_logd(MC_LOG_WARN, NULL, j->code, "portal: status %d of the dossier not delivered: %s",
             j->seq, j->error);
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, j->id);
-    mc_db_param_text(&q, j->error);
-    mc_db_param_int(&q, j->pt->ic->cfg->backoff_ms);
-    mc_db_exec(mc_service_db(j->pt->ic->svc),
-               "UPDATE interconnect.portal_sync SET lease_until = NULL, last_error = $2,"
-               "  next_at = now() + make_interval(secs => least($3::bigint"
-               "    * power(2, least(tries - 1, 20)), 600000) / 1000.0)"
-               " WHERE id = $1 AND state = 'pending'",
-               &q, 0, on_noted, j);
+    mc_outcall_retry(&j->job, j->error);
 }
 
 static void on_pushed(int status, long code, const char *body, size_t len, void *arg)
@@ -217,7 +192,7 @@ static void on_pushed(int status, long code, const char *body, size_t len, void 
     (void)len;
     push_t *j = arg;
     if (status == MC_ECLOSED) { /* stopping: the lease brings it back */
-        push_end(j);
+        mc_outcall_done(&j->job);
         return;
     }
     if (status != MC_OK) {
@@ -242,65 +217,21 @@ static void on_pushed(int status, long code, const char *body, size_t len, void 
     }
 }
 
-static void push_one(struct portal *pt, PGresult *res, int r)
+static void push_one(mc_outcall_job_t *job, PGresult *res, int r, void *arg)
 {
-    push_t *j = mc_new(push_t);
+    struct portal *pt = arg;
+    push_t *j = mc_container_of(job, push_t, job);
     j->pt = pt;
-    j->id = atoll(PQgetvalue(res, r, 0));
     snprintf(j->code, sizeof j->code, "%s", PQgetvalue(res, r, 1));
     j->seq = atoi(PQgetvalue(res, r, 2));
-    pt->inflight++;
     const char *text = PQgetvalue(res, r, 3);
     char *auth = mc_sprintf("Authorization: Bearer %s", pt->ic->cfg->portal_token);
-    char *key = mc_sprintf("Idempotency-Key: portal-sync-%lld", j->id);
+    char *key = mc_sprintf("Idempotency-Key: portal-sync-%lld", job->id);
     const char *headers[] = {"Content-Type: application/json", key, auth, NULL};
-    mc_fetch_http(pt->fetch, "POST", pt->push_url, headers, text, strlen(text),
+    mc_fetch_http(mc_outcall_fetch(pt->worker), "POST", pt->push_url, headers, text, strlen(text),
                   pt->ic->cfg->timeout_ms, on_pushed, j);
     free(key);
     free(auth);
-}
-
-static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    struct portal *pt = arg;
-    pt->claiming = 0;
-    if (status != MC_OK) {
-        if (status != MC_ECLOSED)
-            mc_warn("portal: claim failed: %s",
-                    res ? PQresultErrorMessage(res) : mc_strerror(status));
-        portal_idle_check(pt);
-        return;
-    }
-    if (pt->stopping) {
-        portal_idle_check(pt);
-        return;
-    }
-    for (int r = 0; r < PQntuples(res); r++)
-        push_one(pt, res, r);
-}
-
-static void tick(mc_service_t *svc)
-{
-    struct portal *pt = interconnect_of(svc)->portal;
-    if (pt->stopping || pt->claiming)
-        return;
-    pt->claiming = 1;
-    mc_db_params_t q = {0};
-    mc_db_param_int(&q, CLAIM_BATCH);
-    mc_db_param_int(&q, pt->ic->cfg->lease_ms);
-    /* The head of each dossier only: a row with an older pending row waits for it. */
-    mc_db_exec(mc_service_db(svc),
-               "UPDATE interconnect.portal_sync SET tries = tries + 1,"
-               "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-               " WHERE id IN (SELECT s.id FROM interconnect.portal_sync s"
-               "  WHERE s.state = 'pending' AND s.next_at <= now()"
-               "   AND (s.lease_until IS NULL OR s.lease_until < now())"
-               "   AND NOT EXISTS (SELECT 1 FROM interconnect.portal_sync o"
-               "    WHERE o.code = s.code AND o.state = 'pending' AND o.seq < s.seq)"
-               "  ORDER BY s.next_at, s.id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-               " RETURNING id, code, seq, (payload || jsonb_build_object('sync_id', id))::text",
-               &q, 0, on_claimed, pt);
 }
 
 /* ------------------------------------------------------------------ GET /v1/portal/sync */
@@ -364,27 +295,6 @@ void portal_sync_list(mc_http_req_t *req, void *arg)
 
 /* ------------------------------------------------------------------ start and stop */
 
-void portal_idle_check(struct portal *pt)
-{
-    if (pt->stopping && !pt->claiming && pt->inflight == 0 && !pt->stop_reported) {
-        pt->stop_reported = 1;
-        mc_service_stopped(pt->ic->svc);
-    }
-}
-
-static void begin_stop(void *arg)
-{
-    struct portal *pt = arg;
-    pt->stopping = 1;
-    portal_idle_check(pt);
-}
-
-static void close_fetch(void *arg)
-{
-    struct portal *pt = arg;
-    mc_fetch_destroy(&pt->fetch); /* what is still in flight is the lease's to recover */
-}
-
 void portal_start(interconnect_t *ic)
 {
     struct portal *pt = mc_new(struct portal);
@@ -401,11 +311,32 @@ void portal_start(interconnect_t *ic)
     int len = (int)(base[n - 1] == '/' ? n - 1 : n);
     pt->push_url = mc_sprintf("%.*s/status", len, base);
     pt->lookup_url = mc_sprintf("%.*s/dossiers/lookup", len, base);
-    pt->fetch = mc_fetch_new(mc_service_loop(ic->svc));
     mc_info("portal: status changes of %s dossiers are pushed to %s",
             ic->cfg->portal_sync == PORTAL_SYNC_ALL ? "all" : "the portal's", pt->push_url);
-    mc_service_on_stop(ic->svc, begin_stop, close_fetch, pt);
-    mc_service_every(ic->svc, (uint64_t)ic->cfg->tick_ms, tick);
+    mc_outcall_def_t def = {
+        .name = "portal",
+        .tick_ms = (uint64_t)ic->cfg->tick_ms,
+        /* The head of each dossier only: a row with an older pending row waits for it. */
+        .claim_sql =
+            "UPDATE interconnect.portal_sync SET tries = tries + 1,"
+            "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
+            " WHERE id IN (SELECT s.id FROM interconnect.portal_sync s"
+            "  WHERE s.state = 'pending' AND s.next_at <= now()"
+            "   AND (s.lease_until IS NULL OR s.lease_until < now())"
+            "   AND NOT EXISTS (SELECT 1 FROM interconnect.portal_sync o"
+            "    WHERE o.code = s.code AND o.state = 'pending' AND o.seq < s.seq)"
+            "  ORDER BY s.next_at, s.id LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, code, seq, (payload || jsonb_build_object('sync_id', id))::text",
+        .batch = CLAIM_BATCH,
+        .lease_ms = ic->cfg->lease_ms,
+        .job_size = sizeof(push_t),
+        .start = push_one,
+        .table = "interconnect.portal_sync",
+        .due_state = "pending",
+        .backoff_ms = ic->cfg->backoff_ms,
+        .arg = pt,
+    };
+    pt->worker = mc_outcall_new(ic->svc, &def);
     mc_service_every(ic->svc, 60000, reconcile_tick);
 }
 
@@ -414,7 +345,7 @@ void portal_close(interconnect_t *ic)
     struct portal *pt = ic->portal;
     if (!pt)
         return;
-    mc_fetch_destroy(&pt->fetch);
+    mc_outcall_destroy(&pt->worker);
     free(pt->run);
     free(pt->push_url);
     free(pt->lookup_url);

@@ -53,8 +53,7 @@ static void on_finished(mc_db_conn_t *conn, PGresult *res, int status, void *arg
     json_decref(run->ours);
     free(run);
     pt->run = NULL;
-    pt->inflight--;
-    portal_idle_check(pt);
+    mc_outcall_release(pt->worker);
 }
 
 static void finish(struct reconcile_run *run, const char *error)
@@ -196,7 +195,7 @@ static void on_page(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
     json_decref(ask);
     char *auth = mc_sprintf("Authorization: Bearer %s", pt->ic->cfg->portal_token);
     const char *headers[] = {"Content-Type: application/json", auth, NULL};
-    mc_fetch_http(pt->fetch, "POST", pt->lookup_url, headers, text, strlen(text),
+    mc_fetch_http(mc_outcall_fetch(pt->worker), "POST", pt->lookup_url, headers, text, strlen(text),
                   pt->ic->cfg->timeout_ms, on_lookup, run);
     free(auth);
     free(text);
@@ -205,7 +204,7 @@ static void on_page(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 static void page(struct reconcile_run *run)
 {
     struct portal *pt = run->pt;
-    if (pt->stopping) {
+    if (mc_outcall_stopping(pt->worker)) {
         finish(run, "the service stopped");
         return;
     }
@@ -245,8 +244,7 @@ static void on_recorded(mc_db_conn_t *conn, PGresult *res, int status, void *arg
         }
         free(run); /* the scheduled run of today was somebody else's */
         pt->run = NULL;
-        pt->inflight--;
-        portal_idle_check(pt);
+        mc_outcall_release(pt->worker);
         return;
     }
     run->id = atoll(PQgetvalue(res, 0, 0));
@@ -264,14 +262,14 @@ static void on_recorded(mc_db_conn_t *conn, PGresult *res, int status, void *arg
 /* Start a run (day "" on demand); 0, or -1 if one is running in this process. */
 static int run_start(struct portal *pt, const char *day, mc_http_req_t *req)
 {
-    if (pt->run || pt->stopping)
+    if (pt->run || mc_outcall_stopping(pt->worker))
         return -1;
     struct reconcile_run *run = mc_new(struct reconcile_run);
     run->pt = pt;
     run->req = req;
     snprintf(run->day, sizeof run->day, "%s", day);
     pt->run = run;
-    pt->inflight++; /* a stop waits for the run to end */
+    mc_outcall_hold(pt->worker); /* a stop waits for the run to end */
     mc_db_params_t p = {0};
     mc_db_param_text(&p, day[0] ? day : NULL);
     mc_db_exec(mc_service_db(pt->ic->svc),
@@ -287,7 +285,7 @@ void reconcile_tick(mc_service_t *svc)
 {
     struct portal *pt = interconnect_of(svc)->portal;
     long hour = pt->ic->cfg->reconcile_hour;
-    if (hour < 0 || !pt->enabled || pt->stopping)
+    if (hour < 0 || !pt->enabled || mc_outcall_stopping(pt->worker))
         return;
     /* Vietnam keeps UTC+7 all year. */
     time_t now = time(NULL) + 7 * 3600;
