@@ -28,7 +28,10 @@
 #
 # Files: var/log/<name>.log (name: supervisor, sandbox, motcua-intake, ...),
 # var/run/<name>.pid, var/run/supervisor.pid, var/pg (the database cluster),
-# var/demo-keys.json (demo API keys, made by `motcuactl keys demo` once all is ready).
+# var/demo-keys.json (demo API keys, made by `motcuactl keys demo` once all is ready),
+# var/curve/ (the key pairs of our province H99 and of the sandbox's peer province H98,
+# made by `motcuactl curve keygen` once) and var/peers.json (the link's allow-list),
+# var/interconnect-intake.key (the demo integrator key interconnect opens dossiers with).
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")"
@@ -177,7 +180,12 @@ keep_running() {
     while [ "$stop" -eq 0 ]; do
         started=$SECONDS
         printf '%s supervisor: starting %s\n' "$(ts)" "$name" >>"$log"
-        "$@" >>"$log" 2>&1 </dev/null &
+        if [ "$name" = motcua-interconnect ] && [ -z "${MOTCUA_INTERCONNECT_INTAKE_KEY:-}" ] &&
+            [ -s "$INTAKE_KEY_FILE" ]; then
+            MOTCUA_INTERCONNECT_INTAKE_KEY="$(cat "$INTAKE_KEY_FILE")" "$@" >>"$log" 2>&1 </dev/null &
+        else
+            "$@" >>"$log" 2>&1 </dev/null &
+        fi
         cpid=$!
         echo "$cpid" >"$RUN_DIR/$name.pid"
         [ "$stop" -eq 1 ] && kill -TERM "$cpid" 2>/dev/null # TERM came before cpid was set
@@ -325,6 +333,61 @@ demo_keys() {
     fi
 }
 
+# interconnect opens the dossiers of the national portal and of peer provinces at intake
+# with an integrator key: the demo one, kept in a file the supervisor reads each time it
+# starts interconnect. The first time, interconnect started before the key existed, so
+# it is restarted once (the supervisor brings it back within a second).
+INTAKE_KEY_FILE="$VAR/interconnect-intake.key"
+intake_key() {
+    local had=0 key
+    [ -s "$INTAKE_KEY_FILE" ] && had=1
+    [ -f "$DEMO_KEYS" ] || return 0
+    key="$("$PYTHON" -c 'import json,sys
+print(next((k["key"] for k in json.load(open(sys.argv[1])) if "integrator" in k["scopes"]), ""))' \
+        "$DEMO_KEYS" 2>/dev/null)" || return 0
+    [ -n "$key" ] || return 0
+    (umask 077 && printf '%s\n' "$key" >"$INTAKE_KEY_FILE.tmp") && mv -f "$INTAKE_KEY_FILE.tmp" "$INTAKE_KEY_FILE"
+    if [ "$had" -eq 0 ] && [ -z "${MOTCUA_INTERCONNECT_INTAKE_KEY:-}" ] && [ -f "$RUN_DIR/motcua-interconnect.pid" ]; then
+        say "restarting motcua-interconnect with the demo integrator key"
+        kill -TERM "$(cat "$RUN_DIR/motcua-interconnect.pid")" 2>/dev/null || true
+    fi
+}
+
+# ---- the link to another province ---------------------------------------------------
+# Our province (H99) links over CURVE to the sandbox's stand-in of Tỉnh Sông Mã (H98):
+# both key pairs are made once into var/curve, the allow-list is var/peers.json
+# (docs/interconnect-peers.md). Set MOTCUA_INTERCONNECT_LINK_BIND= (empty) to run
+# without a link.
+CURVE_DIR="$VAR/curve"
+province_link() {
+    local ctl="$BIN_DIR/motcuactl" p ours theirs
+    [ -n "${MOTCUA_INTERCONNECT_LINK_BIND-x}" ] || return 0
+    if [ ! -x "$ctl" ]; then
+        say "warning: $ctl is not built; no link to the sandbox's peer province"
+        return 0
+    fi
+    mkdir -p "$CURVE_DIR"
+    for p in H99 H98; do
+        if [ ! -f "$CURVE_DIR/${p}_secret" ]; then
+            rm -f "$CURVE_DIR/$p"
+            "$ctl" curve keygen "$p" "$CURVE_DIR/$p" >/dev/null ||
+                { say "warning: no key pair for $p; no link"; return 0; }
+        fi
+    done
+    ours="$(sed -n 's/^ *public-key = "\(.*\)"$/\1/p' "$CURVE_DIR/H99_secret")"
+    theirs="$(sed -n 's/^ *public-key = "\(.*\)"$/\1/p' "$CURVE_DIR/H98_secret")"
+    # Z85 keys hold neither quotes nor backslashes: safe inside a JSON string.
+    printf '[{"province": "H98", "name": "Tỉnh Sông Mã (sandbox)", "endpoint": "tcp://127.0.0.1:7191", "public_key": "%s"}]\n' \
+        "$theirs" >"$VAR/peers.json"
+    export MOTCUA_INTERCONNECT_LINK_BIND="${MOTCUA_INTERCONNECT_LINK_BIND:-tcp://127.0.0.1:7190}"
+    export MOTCUA_INTERCONNECT_CERT="${MOTCUA_INTERCONNECT_CERT:-$CURVE_DIR/H99_secret}"
+    export MOTCUA_INTERCONNECT_PEERS="${MOTCUA_INTERCONNECT_PEERS:-$VAR/peers.json}"
+    export MOTCUA_SANDBOX_PEER_CERT="$CURVE_DIR/H98_secret"
+    export MOTCUA_SANDBOX_PEER_BIND="tcp://127.0.0.1:7191"
+    export MOTCUA_SANDBOX_PEER_TARGET="$MOTCUA_INTERCONNECT_LINK_BIND"
+    export MOTCUA_SANDBOX_PEER_TARGET_KEY="$ours"
+}
+
 # Wait until every process answers its probe with 200, or fail naming the laggards.
 wait_ready() {
     local sup="$1" deadline=$((SECONDS + READY_TIMEOUT)) name pending next_note=$((SECONDS + 5))
@@ -376,6 +439,7 @@ start_all() { # sets SUP_PID
     export MOTCUA_PORTAL_URL="${MOTCUA_PORTAL_URL-http://127.0.0.1:$SANDBOX_PORT/portal/api}"
     export MOTCUA_PORTAL_INBOUND_URL="${MOTCUA_PORTAL_INBOUND_URL:-http://127.0.0.1:$(svc_port interconnect)/v1/portal/dossiers}"
     for s in "${SERVICES[@]}"; do export "$(svc_port_var "$s")=$(svc_port "$s")"; done
+    province_link
     save_state
 
     rm -f "$RUN_DIR"/*.pid
@@ -417,6 +481,7 @@ cmd_up() { # MODE: run|up
         exit 1
     fi
     demo_keys
+    intake_key
     if [ "$mode" = up ]; then
         print_block "make down"
         return 0

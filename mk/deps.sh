@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is already there.
 set -eu
 PKGS="build-essential pkg-config
-libuv1-dev libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
+libuv1-dev libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libpq-dev postgresql postgresql-contrib libh2o-dev libssl-dev libjansson-dev
 libcurl4-openssl-dev libsodium-dev libcmocka-dev
 python3 python3-zmq python3-protobuf python3-psycopg2

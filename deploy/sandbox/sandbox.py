@@ -52,6 +52,7 @@ import bank_gateway  # noqa: E402
 import carrier  # noqa: E402
 import chat_webhook  # noqa: E402
 import national_portal  # noqa: E402
+import peer_province  # noqa: E402
 import sms_gateway  # noqa: E402
 import smtp_sink  # noqa: E402
 
@@ -71,6 +72,7 @@ STANDINS = (
     (carrier, "Carrier", ("/carrier", "/control/carrier")),
     (agency_systems, "AgencySystems", ("/agency", "/control/agency")),
     (national_portal, "NationalPortal", ("/portal", "/control/portal")),
+    (peer_province, "PeerProvince", ("/peer", "/control/peer")),
 )
 
 # Configuration: environment variable, command-line flag, default, help.
