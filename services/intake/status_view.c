@@ -21,6 +21,8 @@
 #include "intake.h"
 #include "log.h"
 
+/* The view is written (a status change or a handoff's progress); a dossier intake never
+ * stored (imported history, another system's) has no view, which is not an error. */
 static void on_updated(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
 {
     (void)conn;
@@ -29,9 +31,10 @@ static void on_updated(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         mc_bus_done(msg, status, res ? PQresultErrorMessage(res) : "update failed");
         return;
     }
+    const mc_envelope_t *env = mc_bus_msg_envelope(msg);
     if (strcmp(PQcmdTuples(res), "1") != 0)
-        mc_logd(MC_LOG_DEBUG, NULL, mc_bus_msg_envelope(msg)->dossier_code,
-                "status of a dossier not submitted through intake: no public view to keep");
+        mc_logd(MC_LOG_DEBUG, NULL, env->dossier_code,
+                "%s of a dossier not submitted through intake: no public view to keep", env->type);
     mc_bus_done(msg, MC_OK, NULL);
 }
 
@@ -98,20 +101,6 @@ static const struct {
     {"expired", "%s did not answer in time: %s", "%s did not answer in time"},
 };
 
-static void on_progress(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
-{
-    (void)conn;
-    mc_bus_msg_t *msg = arg;
-    if (status != MC_OK) {
-        mc_bus_done(msg, status, res ? PQresultErrorMessage(res) : "update failed");
-        return;
-    }
-    if (strcmp(PQcmdTuples(res), "1") != 0)
-        mc_logd(MC_LOG_DEBUG, NULL, mc_bus_msg_envelope(msg)->dossier_code,
-                "handoff progress of a dossier not submitted through intake: skipped");
-    mc_bus_done(msg, MC_OK, NULL);
-}
-
 void status_view_progress(mc_bus_msg_t *msg, void *arg)
 {
     (void)arg;
@@ -149,5 +138,5 @@ void status_view_progress(mc_bus_msg_t *msg, void *arg)
     mc_db_param_text(&p, h->agency_code);
     mc_db_param_int(&p, h->at_ms > 0 ? h->at_ms : mc_wall_ms());
     mc_db_param_text(&p, note);
-    mc_db_query(mc_bus_msg_conn(msg), sql, &p, 0, on_progress, msg);
+    mc_db_query(mc_bus_msg_conn(msg), sql, &p, 0, on_updated, msg);
 }

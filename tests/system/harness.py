@@ -373,3 +373,35 @@ def envelope_class():
         return importlib.import_module("motcua.envelope_pb2").Envelope
     finally:
         sys.path.remove(out)
+
+
+class Suite:
+    """What a test module starts once (PostgreSQL, the sandbox, the services it
+    needs): a subclass writes start(); stopping, and the module's setUpModule and
+    tearDownModule (Suite.module_hooks()), are the same everywhere."""
+
+    pg = None
+    svc = {}
+    sandbox = None
+
+    @classmethod
+    def stop(cls):
+        """Stop everything; what went wrong on the way (an unclean exit, a sanitizer
+        report, an error logged)."""
+        problems = stop_services(cls.svc)
+        if cls.sandbox and cls.sandbox.stop() != 0:
+            problems.append("sandbox did not exit 0")
+        if cls.pg:
+            cls.pg.stop()
+        return problems
+
+    @classmethod
+    def module_hooks(cls):
+        def set_up():
+            cls.start()
+
+        def tear_down():
+            problems = cls.stop()
+            if problems:
+                raise AssertionError("the services: " + "; ".join(problems))
+        return set_up, tear_down

@@ -75,7 +75,7 @@ def iso_to_vn(iso):
     return "%s:%s ngày %s/%s/%s" % (iso[11:13], iso[14:16], iso[8:10], iso[5:7], iso[0:4])
 
 
-class Suite:
+class Suite(harness.Suite):
     """The six services and the sandbox, started once for the module."""
 
     @classmethod
@@ -83,13 +83,13 @@ class Suite:
         cls.tmp = tempfile.mkdtemp(prefix="motcua-edge-")
         cls.pg = harness.Postgres()
         cls.svc = {}
-        cls.sb = None
+        cls.sandbox = None
         try:
             cls.db = cls.pg.database()
             env = harness.suite_env(cls.db)
             url = {n: "http://127.0.0.1:%s" % env["MOTCUA_%s_HTTP_PORT" % n.upper()]
                    for n in harness.SERVICES}
-            cls.sb = harness.Sandbox(os.path.join(cls.tmp, "sandbox"), {
+            cls.sandbox = harness.Sandbox(os.path.join(cls.tmp, "sandbox"), {
                 "MOTCUA_VNPAY_SECRET": SECRET,
                 "MOTCUA_PAYMENT_IPN_URL": url["payment"] + "/v1/payments/ipn",
                 "MOTCUA_CARRIER_TOKEN": CARRIER_TOKEN,
@@ -99,12 +99,12 @@ class Suite:
             env.update({
                 # payment (and routing's pay link, intake's payment_url)
                 "MOTCUA_PAYMENT_PUBLIC_URL": url["payment"],
-                "MOTCUA_VNPAY_URL": cls.sb.url("/vnpay/pay"),
+                "MOTCUA_VNPAY_URL": cls.sandbox.url("/vnpay/pay"),
                 "MOTCUA_VNPAY_SECRET": SECRET,
                 "MOTCUA_VNPAY_TMN_CODE": TMN,
                 "MOTCUA_PAYMENT_SWEEP_MS": "1000",
                 # postal
-                "MOTCUA_CARRIER_URL": cls.sb.url("/carrier"),
+                "MOTCUA_CARRIER_URL": cls.sandbox.url("/carrier"),
                 "MOTCUA_CARRIER_TOKEN": CARRIER_TOKEN,
                 "MOTCUA_CARRIER_WEBHOOK_SECRET": CARRIER_SECRET,
                 "MOTCUA_INTAKE_URL": url["intake"],
@@ -113,9 +113,9 @@ class Suite:
                 "MOTCUA_POSTAL_TIMEOUT_MS": "2000",
                 "MOTCUA_POSTAL_LEASE_MS": "3500",
                 # notify
-                "MOTCUA_SMTP_URL": "smtp://127.0.0.1:%d" % cls.sb.smtp_port,
-                "MOTCUA_SMS_URL": cls.sb.url("/sms/send"),
-                "MOTCUA_CHAT_URL": cls.sb.url("/chat/send"),
+                "MOTCUA_SMTP_URL": "smtp://127.0.0.1:%d" % cls.sandbox.smtp_port,
+                "MOTCUA_SMS_URL": cls.sandbox.url("/sms/send"),
+                "MOTCUA_CHAT_URL": cls.sandbox.url("/chat/send"),
                 "MOTCUA_NOTIFY_LINK": LINK,
                 "MOTCUA_NOTIFY_TICK_MS": "100",
                 "MOTCUA_NOTIFY_RETRIES": "2",
@@ -135,23 +135,8 @@ class Suite:
             cls.stop()
             raise
 
-    @classmethod
-    def stop(cls):
-        problems = harness.stop_services(cls.svc)
-        if cls.sb and cls.sb.stop() != 0:
-            problems.append("sandbox did not exit 0")
-        cls.pg.stop()
-        return problems
 
-
-def setUpModule():
-    Suite.start()
-
-
-def tearDownModule():
-    problems = Suite.stop()
-    if problems:
-        raise AssertionError("the services: " + "; ".join(problems))
+setUpModule, tearDownModule = Suite.module_hooks()
 
 
 class EdgeE2E(unittest.TestCase):
@@ -161,7 +146,7 @@ class EdgeE2E(unittest.TestCase):
     def setUpClass(cls):
         assert (_P["level"], _P["fee"]) == (4, FEE) and "post" in _P["return_methods"], _P
         cls.s = Suite
-        cls.sb = Suite.sb
+        cls.sb = Suite.sandbox
 
     def svc(self, name):
         return self.s.svc[name]

@@ -62,7 +62,7 @@ def signed(params, secret=SECRET):
 
 # ---------------------------------------------------------------- the suite
 
-class Suite:
+class Suite(harness.Suite):
     @classmethod
     def start(cls):
         cls.pg = harness.Postgres()
@@ -102,24 +102,8 @@ class Suite:
             raise
         return cls
 
-    @classmethod
-    def stop(cls):
-        problems = harness.stop_services(cls.svc)
-        if cls.sandbox:
-            if cls.sandbox.stop() != 0:
-                problems.append("sandbox did not exit 0")
-        cls.pg.stop()
-        return problems
 
-
-def setUpModule():
-    Suite.start()
-
-
-def tearDownModule():
-    problems = Suite.stop()
-    if problems:
-        raise AssertionError("the services: " + "; ".join(problems))
+setUpModule, tearDownModule = Suite.module_hooks()
 
 
 class Payment(unittest.TestCase):

@@ -52,7 +52,7 @@ def portal_dossier(national=None, procedure=BIRTH):
     return d
 
 
-class Suite:
+class Suite(harness.Suite):
     @classmethod
     def start(cls):
         cls.pg = harness.Postgres()
@@ -92,23 +92,8 @@ class Suite:
             raise
         return cls
 
-    @classmethod
-    def stop(cls):
-        problems = harness.stop_services(cls.svc)
-        if cls.sandbox and cls.sandbox.stop() != 0:
-            problems.append("sandbox did not exit 0")
-        cls.pg.stop()
-        return problems
 
-
-def setUpModule():
-    Suite.start()
-
-
-def tearDownModule():
-    problems = Suite.stop()
-    if problems:
-        raise AssertionError("the services: " + "; ".join(problems))
+setUpModule, tearDownModule = Suite.module_hooks()
 
 
 class Portal(unittest.TestCase):

@@ -33,7 +33,7 @@ def sign(ts, raw, secret=SECRET):
     return hmac.new(secret.encode(), str(ts).encode() + b"." + raw, hashlib.sha256).hexdigest()
 
 
-class Suite:
+class Suite(harness.Suite):
     @classmethod
     def start(cls):
         cls.pg = harness.Postgres()
@@ -68,23 +68,8 @@ class Suite:
             raise
         return cls
 
-    @classmethod
-    def stop(cls):
-        problems = harness.stop_services(cls.svc)
-        if cls.sandbox and cls.sandbox.stop() != 0:
-            problems.append("sandbox did not exit 0")
-        cls.pg.stop()
-        return problems
 
-
-def setUpModule():
-    Suite.start()
-
-
-def tearDownModule():
-    problems = Suite.stop()
-    if problems:
-        raise AssertionError("the services: " + "; ".join(problems))
+setUpModule, tearDownModule = Suite.module_hooks()
 
 
 class Postal(unittest.TestCase):
