@@ -7,7 +7,8 @@
 #      bench/zmq_raw.c, bare libzmq DEALER->ROUTER with an answer per message, and
 #      one-way PUSH->PULL, over TCP loopback
 #   2. the bus across one hop: bus-peer intake -> bus-peer routing, batched
-#      (MOTCUA_BUS_BATCH=256) and not (MOTCUA_BUS_BATCH=1), each on a fresh database
+#      (MOTCUA_BUS_BATCH=256) and not (MOTCUA_BUS_BATCH=1), each on a fresh database;
+#      and batched across the CURVE link between provinces (mc_bus_link on both)
 #   3. POST /v1/dossiers on motcua-intake (with motcua-routing consuming) under wrk,
 #      without and with an Idempotency-Key per request, at two connection counts
 #
@@ -235,11 +236,12 @@ http_port() { # SERVICE: from SUITE_ENV
 }
 
 LAST_PID=""
+EXTRA_ENV=() # set around a start_service for one process only
 start_service() { # LOGNAME SERVICE BINARY [ARGS...]: start in SUITE_ENV, wait for /readyz
     local log="$LOGS/$1.log" port bin="$3" i
     port="$(http_port "$2")"
     shift 3
-    env "${SUITE_ENV[@]}" "$bin" "$@" >>"$log" 2>&1 &
+    env "${SUITE_ENV[@]}" "${EXTRA_ENV[@]}" "$bin" "$@" >>"$log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     for ((i = 0; i < 600; i++)); do
@@ -264,9 +266,18 @@ BUS_LABELS=()
 CLAIM_SELECT="WITH heads AS (SELECT DISTINCT ON (destination, dossier_code) seq, lease_until
   FROM intake.outbox WHERE delivered_at IS NULL ORDER BY destination, dossier_code, seq)
 SELECT seq FROM heads WHERE lease_until IS NULL OR lease_until <= now() ORDER BY seq LIMIT 1"
-bus_run() { # LABEL BATCH PER_STREAM WINDOW (0: until all are delivered)
-    local label="$1" batch="$2" per="$3" window="$4" db total answer t0 t1 tend count polls=0
-    local deadline limit send_pid recv_pid intake_port before after
+# The link between provinces: both bus-peers open one (BUS_PEER_LINK_BIND, key pairs made
+# by motcuactl curve keygen), and the sender sends to the receiver's province name.
+CURVE_DIR="$WORK/curve"
+curve_key() { # NAME: make the key pair once; prints its public key
+    [ -f "$CURVE_DIR/${1}_secret" ] ||
+        "$BIN/motcuactl" curve keygen "$1" "$CURVE_DIR/$1" >/dev/null || die "curve keygen $1 failed"
+    sed -n 's/^ *public-key = "\(.*\)"$/\1/p' "$CURVE_DIR/${1}_secret"
+}
+bus_run() { # LABEL BATCH PER_STREAM WINDOW (0: until all are delivered) [curve]
+    local label="$1" batch="$2" per="$3" window="$4" curve="${5:-}" db total answer t0 t1 tend
+    local deadline limit send_pid recv_pid intake_port before after count polls=0 to=routing
+    local recv_env=() send_env=() lr ls
     db="bench_bus_${label//-/_}"
     total=$((BUS_STREAMS * per))
     BUS_LABELS+=("$label")
@@ -276,11 +287,25 @@ bus_run() { # LABEL BATCH PER_STREAM WINDOW (0: until all are delivered)
     psql_q motcua "CREATE DATABASE $db" >/dev/null
     suite_env "$PG_BASE/$db" "MOTCUA_BUS_BATCH=$batch"
     intake_port="$(http_port intake)"
-    say "bus $label (MOTCUA_BUS_BATCH=$batch): starting bus-peer routing (receiver) and bus-peer intake (sender)"
+    if [ -n "$curve" ]; then
+        mkdir -p "$CURVE_DIR"
+        read -r lr ls < <(free_ports 2)
+        recv_env=("BUS_PEER_LINK_BIND=tcp://127.0.0.1:$lr" "BUS_PEER_CERT=$CURVE_DIR/H99_secret"
+            "BUS_PEER_PEER=H98" "BUS_PEER_PEER_ENDPOINT=tcp://127.0.0.1:$ls"
+            "BUS_PEER_PEER_KEY=$(curve_key H98)")
+        send_env=("BUS_PEER_LINK_BIND=tcp://127.0.0.1:$ls" "BUS_PEER_CERT=$CURVE_DIR/H98_secret"
+            "BUS_PEER_PEER=H99" "BUS_PEER_PEER_ENDPOINT=tcp://127.0.0.1:$lr"
+            "BUS_PEER_PEER_KEY=$(curve_key H99)")
+        to=H99
+    fi
+    say "bus $label (MOTCUA_BUS_BATCH=$batch${curve:+, over the CURVE link}): starting bus-peer routing (receiver) and bus-peer intake (sender)"
+    EXTRA_ENV=("${recv_env[@]}")
     start_service "bus-$label-routing" routing "$BIN/bus-peer" routing
     recv_pid=$LAST_PID
+    EXTRA_ENV=("${send_env[@]}")
     start_service "bus-$label-intake" intake "$BIN/bus-peer" intake
     send_pid=$LAST_PID
+    EXTRA_ENV=()
     checkpoint
     before="$(stats_snapshot "$db")"
     if [ "$window" -gt 0 ]; then
@@ -290,7 +315,7 @@ bus_run() { # LABEL BATCH PER_STREAM WINDOW (0: until all are delivered)
     fi
     t0="$(now)"
     answer="$(curl -fsS --max-time "$BUS_TIMEOUT" -X POST \
-        "http://127.0.0.1:$intake_port/probe/send?to=routing&streams=$BUS_STREAMS&per_stream=$per&chunk=$BUS_CHUNK")" ||
+        "http://127.0.0.1:$intake_port/probe/send?to=$to&streams=$BUS_STREAMS&per_stream=$per&chunk=$BUS_CHUNK")" ||
         die "probe/send failed: $answer"
     t1="$(now)"
     BUS_WRITE_S[$label]="$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['seconds'])" "$answer")"
@@ -358,6 +383,8 @@ bus_run "batched-$BIG" 256 "$BUS_PER_STREAM" 0
 bus_run "unbatched-$BIG" 1 "$BUS_PER_STREAM" "$BUS_WINDOW"
 bus_run "batched-$SMALL" 256 "$BUS_PER_STREAM_SMALL" 0
 bus_run "unbatched-$SMALL" 1 "$BUS_PER_STREAM_SMALL" 0
+bus_run "curve_batched-$BIG" 256 "$BUS_PER_STREAM" 0 curve
+bus_run "curve_batched-$SMALL" 256 "$BUS_PER_STREAM_SMALL" 0 curve
 
 # ---- 3. POST /v1/dossiers under wrk ----------------------------------------------------
 psql_q motcua "CREATE DATABASE bench_intake" >/dev/null
@@ -495,6 +522,10 @@ say "writing bench/RESULTS.md"
 pct() { calc "round(100.0 * $1 / $2, 1)"; }
 field() { awk -v i="$2" '{print $i}' <<<"$1"; }
 B_BIG="batched-$BIG" U_BIG="unbatched-$BIG" B_SMALL="batched-$SMALL" U_SMALL="unbatched-$SMALL"
+C_BIG="curve_batched-$BIG" C_SMALL="curve_batched-$SMALL"
+run_name() { # LABEL: what the tables call the run
+    case "$1" in curve_batched-*) echo "batched over the CURVE link" ;; *) echo "${1%%-*}" ;; esac
+}
 {
     cat <<EOF
 # motcua benchmark results
@@ -548,7 +579,7 @@ EOF
             when="${BUS_E2E_S[$label]} s (${BUS_TAIL_S[$label]} s after the send call returned)"
         fi
         printf '| %s, backlog %s | %s of %s | %s | **%s** | %s %% | %s %% | %s %% | %s s = %s envelopes/s |\n' \
-            "${label%%-*}" "${BUS_TOTAL[$label]}" "${BUS_DONE[$label]}" "${BUS_TOTAL[$label]}" "$when" \
+            "$(run_name "$label")" "${BUS_TOTAL[$label]}" "${BUS_DONE[$label]}" "${BUS_TOTAL[$label]}" "$when" \
             "${BUS_RATE[$label]}" "$(pct "${BUS_RATE[$label]}" "${PGB_TPS[1]}")" \
             "$(pct "${BUS_RATE[$label]}" "${PGB_TPS[8]}")" "$(pct "${BUS_RATE[$label]}" "$ZMQ_WN")" \
             "${BUS_WRITE_S[$label]}" "${BUS_WRITE_RATE[$label]}"
@@ -557,6 +588,10 @@ EOF
 
 Batched is $(calc "round(${BUS_RATE[$B_BIG]} / ${BUS_RATE[$U_BIG]}, 1)")× unbatched with a
 backlog of $BIG and $(calc "round(${BUS_RATE[$B_SMALL]} / ${BUS_RATE[$U_SMALL]}, 1)")× with $SMALL.
+"Over the CURVE link" is the link between provinces (\`mc_bus_link\`: a CURVE server
+ROUTER admitting the other side's key through our ZAP handler, a CURVE client DEALER,
+BusProbe taken only from the link): $(pct "${BUS_RATE[$C_BIG]}" "${BUS_RATE[$B_BIG]}") % of
+the plain batched rate with a backlog of $BIG, $(pct "${BUS_RATE[$C_SMALL]}" "${BUS_RATE[$B_SMALL]}") % with $SMALL.
 
 Where the work goes, per delivered envelope, both processes together (deltas of
 \`pg_stat_database.xact_commit\` and \`pg_stat_wal\`; our own polling left out):
@@ -565,7 +600,7 @@ Where the work goes, per delivered envelope, both processes together (deltas of
 |---|---|---|---|---|---|---|---|---|
 EOF
     for label in "${BUS_LABELS[@]}"; do
-        printf '| %s, backlog %s | %s | %s | %s | %s | %s | %s µs | %s | %s |\n' "${label%%-*}" "${BUS_TOTAL[$label]}" \
+        printf '| %s, backlog %s | %s | %s | %s | %s | %s | %s µs | %s | %s |\n' "$(run_name "$label")" "${BUS_TOTAL[$label]}" \
             "$(field "${BUS_PER[$label]}" 1)" \
             "$(calc "round(1 / max($(field "${BUS_PER[$label]}" 1), 1e-9), 1)")" \
             "$(field "${BUS_PER[$label]}" 2)" "$(field "${BUS_PER[$label]}" 3)" \

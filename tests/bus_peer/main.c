@@ -5,7 +5,13 @@
  *   POST /probe/send?to=routing&streams=100&per_stream=100&pad=0&chunk=1000
  *        writes streams*per_stream probes to the outbox, `chunk` per transaction,
  *        interleaving streams; answers when all are committed.
- * Received probes are recorded in <schema>.probe_log by the BusProbe handler. */
+ * Received probes are recorded in <schema>.probe_log by the BusProbe handler.
+ *
+ * With BUS_PEER_LINK_BIND set it also opens a province link (mc_bus_link) with the key
+ * pair BUS_PEER_CERT and one peer BUS_PEER_PEER (name) at BUS_PEER_PEER_ENDPOINT with
+ * the public key BUS_PEER_PEER_KEY; BusProbe is then taken only from that link, and
+ * /probe/send?to=<peer name> sends over CURVE (the benchmark of the link). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,5 +206,25 @@ int main(int argc, char **argv)
         mc_service_new(argv[1], argc - 1, argv + 1, mc_sql_probe, mc_sql_probe_count);
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
+    const char *bind = getenv("BUS_PEER_LINK_BIND");
+    if (bind && *bind) {
+        static const mc_body_t accept[] = {MOTCUA__V1__ENVELOPE__BODY_BUS_PROBE};
+        const mc_bus_peer_t peer = {getenv("BUS_PEER_PEER"), getenv("BUS_PEER_PEER_ENDPOINT"),
+                                    getenv("BUS_PEER_PEER_KEY")};
+        const mc_bus_link_t link = {.bind = bind,
+                                    .cert_file = getenv("BUS_PEER_CERT"),
+                                    .peers = &peer,
+                                    .npeers = 1,
+                                    .accept = accept,
+                                    .naccept = 1};
+        char err[256];
+        if (!peer.name || !peer.endpoint || !peer.server_key ||
+            mc_bus_link(mc_service_bus(svc), &link, err, sizeof err)) {
+            fprintf(stderr, "bus-peer: cannot open the link: %s\n",
+                    peer.name && peer.endpoint && peer.server_key ? err
+                                                                 : "BUS_PEER_PEER* unset");
+            return 2;
+        }
+    }
     return mc_service_run(&svc);
 }
