@@ -221,8 +221,7 @@ int main(int argc, char **argv)
         if (!peer.name || !peer.endpoint || !peer.server_key ||
             mc_bus_link(mc_service_bus(svc), &link, err, sizeof err)) {
             fprintf(stderr, "bus-peer: cannot open the link: %s\n",
-                    peer.name && peer.endpoint && peer.server_key ? err
-                                                                 : "BUS_PEER_PEER* unset");
+                    peer.name && peer.endpoint && peer.server_key ? err : "BUS_PEER_PEER* unset");
             return 2;
         }
     }
