@@ -106,6 +106,9 @@ static void begin_stop(void *arg)
 static void close_fetch(void *arg)
 {
     payment_t *p = arg;
+    /* The service waits no more (its grace is over, or we reported already): calls
+     * cut off now end with MC_ECLOSED and must not report a second time. */
+    p->stop_reported = 1;
     mc_fetch_destroy(&p->fetch); /* what is still in flight is the lease's to recover */
 }
 
