@@ -1,11 +1,21 @@
 /* submit.c: POST /v1/dossiers — validate a submission, give it a dossier code, store
  * it and its DossierSubmitted envelope in one transaction, answer 201.
  *
+ * Keys. Every submission carries an API key (401 without one), and the key's scopes
+ * decide what it may submit (403 forbidden otherwise, with the field at fault):
+ *   channel online   citizen_portal (the provincial portal's web app, on the citizen's
+ *                    behalf), integrator or operator                    field "channel"
+ *   channel direct   an officer of the receiving agency (the desk), integrator or
+ *   channel postal   operator; an officer of another agency is refused  field "agency"
+ *   a reference      integrator or operator, whatever the channel       field "reference"
+ * The receiving agency is the body's "agency", else the desk of the procedure's first
+ * step: when the body names none, an officer key is checked once the catalog is read
+ * (and, for an idempotent replay, against the stored dossier's agency).
+ *
  * Reference: a dossier that arrived from another system (the national portal, a peer
- * province through interconnect) carries "reference": {system, id, handoff_id?}. Only
- * a caller with an API key (integrator or operator) may give one: without a key it is
- * 403. It is stored on the dossier (one dossier per reference: a second is 409) and
- * travels in DossierSubmitted.reference to routing, which puts it on every status.
+ * province through interconnect) carries "reference": {system, id, handoff_id?}. It is
+ * stored on the dossier (one dossier per reference: a second is 409) and travels in
+ * DossierSubmitted.reference to routing, which puts it on every status.
  *
  * Idempotency-Key: the key is inserted first in the same transaction; a concurrent
  * repeat waits on it and, once the first commits, gets the stored answer (or 409 if
@@ -37,6 +47,7 @@ typedef struct {
     int64_t due_ms;
     json_t *proc; /* the catalog's procedure, as loaded in the transaction */
     mc_outbox_t *outbox;
+    mc_principal_t who; /* the key it is submitted with */
 } submit_t;
 
 /* ---------------------------------------------------------------- validation */
@@ -54,6 +65,13 @@ static int refuse(verdict_t *v, int status, const char *field, const char *messa
     v->code = status == 422 ? "rule_violation" : "invalid";
     snprintf(v->field, sizeof v->field, "%s", field);
     snprintf(v->message, sizeof v->message, "%s", message);
+    return -1;
+}
+
+static int forbid(verdict_t *v, const char *field, const char *message)
+{
+    refuse(v, 403, field, message);
+    v->code = "forbidden";
     return -1;
 }
 
@@ -223,6 +241,56 @@ static int validate(json_t *in, const char **agency, verdict_t *v)
     return 0;
 }
 
+/* ---------------------------------------------------------------- who may submit */
+
+/* Keys that may submit on any channel, for any agency. */
+#define SUBMIT_ANYWHERE (MC_SCOPE_INTEGRATOR | MC_SCOPE_OPERATOR)
+
+/* 1 if the key may submit this (validated) body only as an officer: at the desk or by
+ * post, without an integrator or operator scope. Its agency must then receive it. */
+static int officer_only(const mc_principal_t *who, json_t *in)
+{
+    const char *channel = json_string_value(json_object_get(in, "channel"));
+    return !(who->scopes & SUBMIT_ANYWHERE) && strcmp(channel, "online") != 0;
+}
+
+/* An officer receives dossiers at their own agency's desk: 0, or a 403 verdict. */
+static int desk_check(const mc_principal_t *who, const char *agency, verdict_t *v)
+{
+    if (who->agency[0] && strcmp(who->agency, agency) == 0)
+        return 0;
+    char message[200];
+    snprintf(message, sizeof message,
+             "an officer receives dossiers at their own agency's desk only; this one is "
+             "received by %.40s",
+             agency[0] ? agency : "no agency");
+    return forbid(v, "agency", message);
+}
+
+/* What can be decided before the catalog is read (see the top of the file): 0, or a
+ * 403 verdict. `agency` is the body's, NULL if it names none. */
+static int entitled(const mc_principal_t *who, json_t *in, const char *agency, verdict_t *v)
+{
+    json_t *ref = json_object_get(in, "reference");
+    if (ref && !json_is_null(ref) && !(who->scopes & SUBMIT_ANYWHERE))
+        return forbid(v, "reference",
+                      "a dossier with a reference is submitted with an API key (integrator or "
+                      "operator)");
+    if (who->scopes & SUBMIT_ANYWHERE)
+        return 0;
+    if (strcmp(json_string_value(json_object_get(in, "channel")), "online") == 0)
+        return who->scopes & MC_SCOPE_CITIZEN
+                   ? 0
+                   : forbid(v, "channel",
+                            "online dossiers are submitted with a citizen_portal, integrator "
+                            "or operator key");
+    if (!(who->scopes & MC_SCOPE_OFFICER))
+        return forbid(v, "channel",
+                      "dossiers received at the desk or by post are submitted with an officer "
+                      "key of the receiving agency, or an integrator or operator key");
+    return agency ? desk_check(who, agency, v) : 0;
+}
+
 /* Online dossiers wait for the desk (SUBMITTED); at the desk or by post they are
  * received on the spot (RECEIVED). */
 static mc_state_t initial_state(const submit_t *s)
@@ -262,7 +330,9 @@ static void on_commit(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
         fail(s, res, status, "commit");
         return;
     }
-    mc_logd(MC_LOG_INFO, NULL, s->code, "dossier submitted");
+    mc_logd(MC_LOG_INFO, mc_http_header(s->req, "x-trace-id"), s->code,
+            "dossier submitted (%s) with key %s",
+            json_string_value(json_object_get(s->in, "channel")), s->who.name);
     mc_http_reply_json(s->req, 201, json_incref(s->answer));
     submit_free(s);
 }
@@ -573,18 +643,24 @@ static void on_procedure(mc_db_conn_t *conn, PGresult *res, int status, void *ar
         return;
     }
     verdict_t v;
+    if (PQntuples(res) == 1 && !(s->proc = json_loads(PQgetvalue(res, 0, 0), 0, NULL))) {
+        fail(s, NULL, MC_EDECODE, "catalog (the procedure)");
+        return;
+    }
     if (PQntuples(res) != 1) {
         refuse(&v, 422, "procedure", "no such procedure in the catalog");
     } else {
-        s->proc = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-        json_t *desk = PQgetisnull(res, 0, 1) ? NULL : json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-        int bad = !s->proc || check_against_catalog(s, desk, &v);
         if (!json_is_string(json_object_get(s->in, "agency"))) {
             /* The dossier is received by the desk of the procedure's first step. */
             json_t *first = json_array_get(json_object_get(s->proc, "steps"), 0);
             snprintf(s->agency, sizeof s->agency, "%s",
                      json_string_value(json_object_get(first, "agency")) ?: s->agency);
         }
+        /* The key before the catalog's rules: an officer of another desk is refused as
+         * such, whatever else is wrong with the dossier. */
+        json_t *desk = PQgetisnull(res, 0, 1) ? NULL : json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        int bad = (officer_only(&s->who, s->in) && desk_check(&s->who, s->agency, &v)) ||
+                  check_against_catalog(s, desk, &v);
         json_decref(desk);
         if (!bad) {
             mc_service_t *svc = s->svc;
@@ -632,10 +708,15 @@ static void on_replay_read(mc_db_conn_t *conn, PGresult *res, int status, void *
         fail(s, res, status, "idempotency lookup");
         return;
     }
+    verdict_t v;
     if (strcmp(PQgetvalue(res, 0, 0), s->hash) != 0) {
         mc_http_reply_error(s->req, 409, "idempotency_conflict",
                             "this Idempotency-Key was used with a different request",
                             "Idempotency-Key");
+    } else if (officer_only(&s->who, s->in) &&
+               desk_check(&s->who, PQgetisnull(res, 0, 3) ? "" : PQgetvalue(res, 0, 3), &v)) {
+        /* The same body, from an officer of another desk than the stored dossier's. */
+        mc_http_reply_error(s->req, v.status, v.code, v.message, v.field);
     } else {
         json_t *answer = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
         mc_http_set_header(s->req, "idempotent-replay", "true");
@@ -659,8 +740,10 @@ static void on_key_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *
     mc_db_params_t p = {0};
     mc_db_param_text(&p, s->key);
     mc_db_query(conn,
-                "SELECT request_hash, status, response FROM intake.idempotency WHERE key = $1", &p,
-                0, on_replay_read, s);
+                "SELECT i.request_hash, i.status, i.response, d.agency_code"
+                " FROM intake.idempotency i LEFT JOIN intake.dossiers d"
+                "  ON d.code = i.response->>'code' WHERE i.key = $1",
+                &p, 0, on_replay_read, s);
 }
 
 static void on_begin(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
@@ -694,15 +777,17 @@ static void on_conn(mc_db_conn_t *conn, int status, void *arg)
     mc_db_query(conn, "BEGIN", NULL, 0, on_begin, s);
 }
 
-/* Validate the submission and start its transaction (or answer the request). */
-static void submit_start(mc_http_req_t *req, mc_service_t *svc)
+/* Authenticated: validate the submission, check that the key may make it, and start
+ * its transaction (or answer the request). */
+static void submit_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
 {
+    mc_service_t *svc = arg;
     json_t *in = mc_http_json_body(req);
     if (!in)
         return; /* 400 already sent */
     const char *agency = NULL;
     verdict_t v;
-    if (validate(in, &agency, &v)) {
+    if (validate(in, &agency, &v) || entitled(who, in, agency, &v)) {
         mc_http_reply_error(req, v.status, v.code, v.message, v.field);
         json_decref(in);
         return;
@@ -719,6 +804,7 @@ static void submit_start(mc_http_req_t *req, mc_service_t *svc)
     s->svc = svc;
     s->in = in;
     s->key = key ? mc_strdup(key) : NULL;
+    s->who = *who;
     snprintf(s->agency, sizeof s->agency, "%s", agency ? agency : "");
     size_t blen;
     const char *body = mc_http_body(req, &blen);
@@ -731,31 +817,11 @@ static void submit_start(mc_http_req_t *req, mc_service_t *svc)
     mc_db_acquire(mc_service_db(svc), on_conn, s);
 }
 
-static void submit_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
-{
-    if (!who) {
-        mc_http_reply_error(req, 403, "forbidden",
-                            "a dossier with a reference is submitted with an API key "
-                            "(integrator or operator)",
-                            "reference");
-        return;
-    }
-    submit_start(req, arg);
-}
-
 void dossier_submit(mc_http_req_t *req, void *arg)
 {
-    /* Anyone may submit; a reference to another system needs an integrator's key. */
-    json_t *in = mc_http_json_body(req);
-    if (!in)
-        return; /* 400 already sent */
-    json_t *ref = json_object_get(in, "reference");
-    int referenced = ref && !json_is_null(ref);
-    json_decref(in);
-    if (!referenced) {
-        submit_start(req, arg);
-        return;
-    }
-    mc_auth_optional(intake_of(arg)->auth, req, MC_SCOPE_INTEGRATOR | MC_SCOPE_OPERATOR, submit_as,
-                     arg);
+    /* A key of any of these scopes; which of them may submit what is decided once the
+     * body is read (entitled, desk_check). */
+    mc_auth_require(intake_of(arg)->auth, req,
+                    MC_SCOPE_CITIZEN | MC_SCOPE_OFFICER | MC_SCOPE_INTEGRATOR | MC_SCOPE_OPERATOR,
+                    submit_as, arg);
 }

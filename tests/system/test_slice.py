@@ -1,7 +1,8 @@
 """The first vertical slice on the real services: intake stores a dossier and emits
 DossierSubmitted, routing opens the case and announces its status, intake's public
-view shows it. Plus the six services' health endpoints, bad input, idempotency,
-dossier-code uniqueness, and crashes of intake and routing."""
+view shows it. Plus the six services' health endpoints, who may submit (the keys and
+their scopes), bad input, idempotency, dossier-code uniqueness, and crashes of intake
+and routing."""
 import concurrent.futures
 import re
 import time
@@ -21,6 +22,7 @@ GOOD = {
     "return_method": "counter",
 }
 CODE = re.compile(r"^000\.01\.31\.H99-\d{8}-\d{7}$")  # the desk of the first step
+DESK, OTHER = "000.01.31.H99", "000.00.10.H99"  # the receiving agency of GOOD, and another
 
 
 class SliceTest(unittest.TestCase):
@@ -35,6 +37,8 @@ class SliceTest(unittest.TestCase):
         for s in cls.svc.values():
             s.wait_ready()
         cls.intake, cls.routing = cls.svc["intake"], cls.svc["routing"]
+        cls.portal = harness.create_api_key(cls.db, "slice-portal", "citizen_portal")["key"]
+        cls.operator = harness.create_api_key(cls.db, "slice-operator", "operator")["key"]
 
     @classmethod
     def tearDownClass(cls):
@@ -43,8 +47,13 @@ class SliceTest(unittest.TestCase):
                 s.terminate()
         cls.pg.stop()
 
-    def submit(self, body=None, key=None, svc=None):
+    def submit(self, body=None, key=None, svc=None, auth=""):
+        """POST /v1/dossiers with Idempotency-Key `key`, as the API key `auth` (the
+        citizen portal's by default, None: no key)."""
         headers = {"Idempotency-Key": key} if key else {}
+        auth = self.portal if auth == "" else auth
+        if auth:
+            headers["Authorization"] = "Bearer " + auth
         return harness.http("POST", (svc or self.intake).url("/v1/dossiers"),
                             GOOD if body is None else body, headers)
 
@@ -90,9 +99,8 @@ class SliceTest(unittest.TestCase):
         self.assertEqual(view["national_status"], 1)
         self.assertEqual([h["note"] for h in view["history"]],
                          ["received by intake", "submitted online; waiting for the one-stop desk"])
-        operator = harness.create_api_key(self.db, "slice-operator", "operator")["key"]
         status, case = harness.http("GET", self.routing.url("/v1/cases/" + answer["code"]),
-                                    headers={"Authorization": "Bearer " + operator})
+                                    headers={"Authorization": "Bearer " + self.operator})
         self.assertEqual((status, case["state"], case["procedure"]), (200, "SUBMITTED", "1.001193"))
 
     def test_lookup_needs_the_token(self):
@@ -106,6 +114,79 @@ class SliceTest(unittest.TestCase):
         self.assertEqual(status, 404)
         status, body = self.lookup("bad%20code", "x")
         self.assertEqual((status, body["error"]["field"]), (400, "code"))
+
+    # ------------------------------------------------------------------ who may submit
+
+    def test_a_submission_needs_a_key(self):
+        before = self.count("intake.dossiers")
+        for body in (GOOD, dict(GOOD, channel="direct"), dict(GOOD, channel="postal"), b"not json"):
+            status, answer = self.submit(body, auth=None)
+            self.assertEqual((status, answer["error"]["code"]), (401, "unauthorized"), body)
+        status, answer = self.submit(auth="mck_" + "0" * 64)  # well formed, unknown
+        self.assertEqual((status, answer["error"]["code"]), (401, "unauthorized"))
+        status, answer = self.submit(auth="not-a-key")
+        self.assertEqual((status, answer["error"]["code"]), (401, "unauthorized"))
+        self.assertEqual(self.count("intake.dossiers"), before)
+
+    def test_which_key_submits_on_which_channel(self):
+        key = lambda name, scopes, agency=None: harness.create_api_key(  # noqa: E731
+            self.db, "slice-" + name, scopes, agency)["key"]
+        desk, other = key("desk", "officer", DESK), key("other", "officer", OTHER)
+        integrator = key("integrator", "integrator")
+        both = key("portal-and-other-desk", "citizen_portal,officer", OTHER)
+        direct, postal = dict(GOOD, channel="direct"), dict(GOOD, channel="postal")
+        accepted = [  # (body, key): 201
+            (GOOD, self.portal), (GOOD, integrator), (GOOD, self.operator), (GOOD, both),
+            (direct, desk), (direct, integrator), (direct, self.operator),
+            (dict(direct, agency=DESK), desk),
+            (postal, desk), (postal, integrator), (postal, self.operator),
+        ]
+        refused = [  # (body, key, field): 403 forbidden
+            (GOOD, desk, "channel"),                    # an officer does not submit online
+            (direct, self.portal, "channel"),           # the portal is not at the desk
+            (postal, self.portal, "channel"),
+            (direct, other, "agency"),                  # the desk is the first step's
+            (postal, other, "agency"),
+            (direct, both, "agency"),
+            (dict(direct, agency=DESK), other, "agency"),
+            (dict(direct, agency=OTHER), desk, "agency"),  # another agency named
+            (dict(GOOD, reference={"system": "national_portal", "id": "X-1"}), self.portal,
+             "reference"),
+            (dict(direct, reference={"system": "national_portal", "id": "X-2"}), desk,
+             "reference"),
+        ]
+        for body, auth in accepted:
+            status, answer = self.submit(body, auth=auth)
+            self.assertEqual(status, 201, (body.get("channel"), body.get("agency"), answer))
+            self.assertRegex(answer["code"], CODE)
+        before = self.count("intake.dossiers"), self.count("intake.outbox")
+        for body, auth, field in refused:
+            status, answer = self.submit(body, auth=auth)
+            self.assertEqual((status, answer["error"]["code"], answer["error"]["field"]),
+                             (403, "forbidden", field), (body.get("channel"), answer))
+            self.assertTrue(answer["error"]["message"])
+        # The key is checked before the catalog's rules: an officer of another desk is
+        # refused as such even for a dossier the catalog would refuse.
+        status, answer = self.submit(dict(direct, documents=[]), auth=other)
+        self.assertEqual((status, answer["error"]["field"]), (403, "agency"))
+        status, answer = self.submit(dict(direct, documents=[]), auth=desk)
+        self.assertEqual((status, answer["error"]["field"]), (422, "documents"))
+        self.assertEqual((self.count("intake.dossiers"), self.count("intake.outbox")), before)
+
+    def test_a_replay_is_for_the_receiving_desk_only(self):
+        # The same body and Idempotency-Key from an officer of another desk is not
+        # answered with the stored dossier (its lookup token).
+        desk = harness.create_api_key(self.db, "slice-replay-desk", "officer", DESK)["key"]
+        other = harness.create_api_key(self.db, "slice-replay-other", "officer", OTHER)["key"]
+        body, key = dict(GOOD, channel="direct"), str(uuid.uuid4())
+        s1, a1 = self.submit(body, key=key, auth=desk)
+        s2, a2 = self.submit(body, key=key, auth=other)
+        s3, a3 = self.submit(body, key=key, auth=self.operator)
+        self.assertEqual(s1, 201, a1)
+        self.assertEqual((s2, a2["error"]["code"], a2["error"]["field"]),
+                         (403, "forbidden", "agency"))
+        self.assertNotIn(a1["lookup_token"], str(a2))
+        self.assertEqual((s3, a3), (201, a1))
 
     # ------------------------------------------------------------------ bad input
 
@@ -164,7 +245,7 @@ class SliceTest(unittest.TestCase):
         s2, a2 = self.submit(key=key)
         self.assertEqual((s1, s2), (201, 201))
         self.assertEqual(a1, a2)
-        s3, a3 = self.submit(dict(GOOD, channel="direct"), key=key)
+        s3, a3 = self.submit(dict(GOOD, channel="direct"), key=key, auth=self.operator)
         self.assertEqual((s3, a3["error"]["code"]), (409, "idempotency_conflict"))
         # Concurrent repeats of one new key create one dossier.
         key = str(uuid.uuid4())
@@ -219,8 +300,11 @@ class SliceTest(unittest.TestCase):
         self.assertEqual(status, 201)
         codes = self.pg.sql("SELECT count(*) = count(DISTINCT code) FROM intake.dossiers", self.db)
         self.assertEqual(codes, "t")
+        # An online case opens with one event, and nothing else happens to these (at the
+        # desk or by post, other tests' dossiers are received on the spot: more events).
         cases = self.pg.sql("SELECT count(*) FROM routing.cases c JOIN routing.case_events e"
-                            " USING (code) GROUP BY code HAVING count(*) > 1", self.db)
+                            " USING (code) WHERE c.channel = 'online' GROUP BY code"
+                            " HAVING count(*) > 1", self.db)
         self.assertEqual(cases, "", "no case opened twice")
 
     def test_sigterm_stops_cleanly(self):
