@@ -196,8 +196,13 @@ static char *render(const notify_config_t *cfg, const char *tpl, json_t *params)
             break;
         }
         put(&b, p, (size_t)(open - p));
+        size_t before = b.len;
         value(cfg, params, open + 2, (size_t)(close - open - 2), &b);
         p = close + 2;
+        /* An empty placeholder between spaces takes one of them along: "nhận. {{results}}
+         * Tra cứu" reads "nhận. Tra cứu" when there are no results. */
+        if (b.len == before && *p == ' ' && (b.len == 0 || b.s[b.len - 1] == ' '))
+            p++;
     }
     return b.s;
 }
@@ -263,8 +268,9 @@ void template_preview(mc_http_req_t *req, void *arg)
     event[dot - id] = '\0';
     json_t *samples = json_object_get(n->templates->root, "samples");
     json_t *params = json_is_object(samples) ? json_deep_copy(samples) : json_object();
-    static const char *const names[] = {"code",   "procedure", "due_at", "appointment_at", "note",
-                                        "reason", "amount",    "link",   "tracking"};
+    static const char *const names[] = {"code",     "procedure", "due_at", "appointment_at",
+                                        "note",     "reason",    "amount", "link",
+                                        "tracking", "results"};
     for (size_t i = 0; i < MC_COUNT(names); i++) {
         const char *v = mc_http_query(req, names[i]);
         if (v)

@@ -230,6 +230,14 @@ class NotifyTest(unittest.TestCase):
         self.assertIn("EB123456789VN", p["text"])
         status, p = harness.http("GET", self.notify.url("/v1/templates/payment_due.sms/preview"))
         self.assertIn("1.500.000", p["text"])
+        # Every step's results, or none: an empty placeholder leaves no double space.
+        status, p = harness.http("GET", self.notify.url("/v1/templates/result_ready.sms/preview"))
+        self.assertIn("Kết quả: ", p["text"])
+        status, p = harness.http("GET", self.notify.url(
+            "/v1/templates/result_ready.sms/preview?results="))
+        self.assertEqual(status, 200, p)
+        self.assertNotIn("Kết quả", p["text"])
+        self.assertNotIn("  ", p["text"])
         self.assertEqual(harness.http("GET", self.notify.url(
             "/v1/templates/nothing.email/preview"))[0], 404)
         self.assertEqual(harness.http("GET", self.notify.url(
