@@ -10,6 +10,12 @@
  * intake's error). The answer is 200 with one status per item, 207-style:
  * {carrier_reference_batch, items: [{carrier_reference, status, code | error}]}.
  *
+ * Key. Intake takes dossiers only with an API key: postal's own, an integrator key in
+ * MOTCUA_POSTAL_INTAKE_KEY (as interconnect's MOTCUA_INTERCONNECT_INTAKE_KEY). Without
+ * one, or when intake answers 401 or 403 (a revoked key, a key of another scope), the
+ * fault is ours, not the dossier's: the item answers 503 and is not recorded, and the
+ * carrier's next try goes through once the key is right.
+ *
  * Once only. Intake keeps the idempotency key with the dossier in one transaction, so
  * a crash between intake's answer and our record leaves the item unrecorded, and the
  * carrier's repeat of the batch gets intake's stored answer: the same dossier code.
@@ -133,6 +139,14 @@ static void on_intake(int status, long code, const char *body, size_t len, void 
         b->accepted++;
         mc_logd(MC_LOG_INFO, NULL, dossier, "postal intake: %s accepted", b->ref);
         record(b, 201, dossier, NULL);
+    } else if (code == 401 || code == 403) {
+        /* Our key, not the dossier: not recorded (see the top of the file). */
+        mc_warn("postal intake: intake refused MOTCUA_POSTAL_INTAKE_KEY (HTTP %ld) for %s", code,
+                b->ref);
+        char msg[80];
+        snprintf(msg, sizeof msg, "intake refused postal's key (HTTP %ld); send the item again",
+                 code);
+        item_error(b, 503, "unavailable", msg, NULL);
     } else if (code >= 400 && code < 500 && code != 408 && code != 429) {
         b->refused++;
         json_t *err = json_object_get(doc, "error");
@@ -157,20 +171,27 @@ static void submit(batch_t *b, json_t *dossier)
         item_error(b, 503, "unavailable", "postal is stopping; send the item again", NULL);
         return;
     }
+    if (!b->p->cfg->intake_key[0]) {
+        item_error(b, 503, "unavailable",
+                   "MOTCUA_POSTAL_INTAKE_KEY is not set; send the item again", NULL);
+        return;
+    }
     json_t *d = json_deep_copy(dossier);
     json_object_set_new(d, "channel", json_string("postal"));
     char *text = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     char *url = mc_sprintf("%s/v1/dossiers", b->p->cfg->intake_url);
     char *key = mc_sprintf("Idempotency-Key: postal-%s", b->ref);
+    char *auth = mc_sprintf("Authorization: Bearer %s", b->p->cfg->intake_key);
     char *trace = NULL;
     const char *tid = mc_http_header(b->req, "x-trace-id");
     if (tid)
         trace = mc_sprintf("X-Trace-Id: %s", tid);
-    const char *headers[] = {"Content-Type: application/json", key, trace, NULL};
+    const char *headers[] = {"Content-Type: application/json", key, auth, trace, NULL};
     mc_fetch_http(mc_outcall_fetch(b->p->carrier), "POST", url, headers, text, strlen(text),
                   b->p->cfg->timeout_ms, on_intake, b);
     free(trace);
+    free(auth);
     free(key);
     free(url);
     free(text);

@@ -36,6 +36,8 @@ static const mc_conf_item_t config_table[] = {
      "webhooks with an older (or further future) timestamp are refused"},
     {"MOTCUA_INTAKE_URL", MC_CONF_STRING, OFF(intake_url), "http://127.0.0.1:8080", 0, 0, NULL,
      "intake's HTTP API, where postal intake hands dossiers over"},
+    {"MOTCUA_POSTAL_INTAKE_KEY", MC_CONF_STRING, OFF(intake_key), "", 0, 0, NULL,
+     "an integrator API key for intake (the dossiers of postal intake)"},
     {"MOTCUA_POSTAL_SENDER_NAME", MC_CONF_STRING, OFF(sender_name),
      "Trung tâm Phục vụ hành chính công tỉnh", 0, 0, NULL, "sender of results by post"},
     {"MOTCUA_POSTAL_SENDER_PHONE", MC_CONF_STRING, OFF(sender_phone), "02213000000", 0, 0, NULL,
@@ -71,6 +73,9 @@ int main(int argc, char **argv)
     mc_service_t *svc = mc_service_new("postal", argc, argv, mc_sql_postal, mc_sql_postal_count);
     postal_t postal = {.svc = svc, .auth = mc_auth_new(mc_service_db(svc)), .cfg = &cfg};
     mc_service_set_data(svc, &postal);
+    if (!cfg.intake_key[0])
+        mc_warn("postal intake: MOTCUA_POSTAL_INTAKE_KEY is not set: the dossiers the carrier "
+                "hands over are answered 503 until it is");
     mc_service_routes(svc, routes, MC_COUNT(routes));
     mc_service_handlers(svc, handlers, MC_COUNT(handlers));
     carrier_start(&postal); /* requested shipments are created with the carrier */

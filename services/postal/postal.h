@@ -18,6 +18,7 @@ typedef struct {
     char *webhook_secret; /* MOTCUA_CARRIER_WEBHOOK_SECRET: HMAC-SHA256 key of webhooks */
     long webhook_max_age_s;
     char *intake_url;  /* MOTCUA_INTAKE_URL: intake's HTTP API, for postal intake */
+    char *intake_key;  /* MOTCUA_POSTAL_INTAKE_KEY: an integrator API key for intake */
     char *sender_name; /* MOTCUA_POSTAL_SENDER_*: the one-stop centre, sender of results */
     char *sender_phone;
     char *sender_address;

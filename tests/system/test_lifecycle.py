@@ -290,12 +290,23 @@ class Base(unittest.TestCase):
         body.update(extra)
         return body
 
+    def submitter(self, procedure, channel, agency=None):
+        """The key a dossier is submitted with: online, the citizen portal's; at the desk,
+        an officer's of the receiving agency (the first step's unless named); by post,
+        the integrator's (postal intake's)."""
+        if channel == "online":
+            return self.s.portal
+        if channel == "direct":
+            return self.s.keys[agency or PROCEDURES[procedure]["steps"][0]["agency"]]
+        return self.s.integrator
+
     def submit(self, procedure, channel, **extra):
         """Submit a valid dossier; wait until routing opened its case; the record kept."""
         t0 = now_ms()
+        key = self.submitter(procedure, channel, extra.get("agency"))
         status, a = harness.http("POST", self.intake.url("/v1/dossiers"),
                                  self.body(procedure, channel, **extra),
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 dict(bearer(key), **{"Idempotency-Key": str(uuid.uuid4())}))
         self.assertEqual(status, 201, a)
         rec = self.record(a, procedure, channel)
         self.assert_bracket(t0, ms(a["received_at"]), now_ms(), "received_at")
@@ -1123,20 +1134,31 @@ class BadInputTest(Base):
         for body, status, field in cases:
             with self.subTest(body=body if isinstance(body, bytes) else
                               {k: v for k, v in body.items() if k != "applicant"}):
-                got, answer = harness.http("POST", url, body)
+                got, answer = harness.http("POST", url, body, bearer(self.s.operator))
                 self.assert_error(got, answer, status, field=field, what=body)
-        got, answer = harness.http("POST", url, dict(good, note="x" * 2_000_000))
+        got, answer = harness.http("POST", url, dict(good, note="x" * 2_000_000),
+                                   bearer(self.s.operator))
         self.assert_error(got, answer, 413, what="oversized")
+        # Who may submit (test_slice has every case): no key is 401; the citizen portal
+        # does not submit at the desk, an officer only at their own agency's desk (403).
+        got, answer = harness.http("POST", url, good)
+        self.assert_error(got, answer, 401, code="unauthorized")
+        direct = dict(good, channel="direct")
+        got, answer = harness.http("POST", url, direct, bearer(self.s.portal))
+        self.assert_error(got, answer, 403, field="channel", code="forbidden")
+        got, answer = harness.http("POST", url, direct, bearer(self.s.stranger))
+        self.assert_error(got, answer, 403, field="agency", code="forbidden")
         self.assertEqual(self.s.pg.sql("SELECT count(*) FROM intake.dossiers", self.s.db), before,
                          "nothing stored")
         # Idempotency-Key: a replay answers the same; a different body under it is 409.
-        key = {"Idempotency-Key": "lifecycle-" + uuid.uuid4().hex}
+        key = dict(bearer(self.s.portal), **{"Idempotency-Key": "lifecycle-" + uuid.uuid4().hex})
         s1, a1 = harness.http("POST", url, good, key)
         self.assertEqual(s1, 201, a1)
         self.record(a1, BIRTH, "online")
         s2, a2 = harness.http("POST", url, good, key)
         self.assertEqual((s2, a2), (201, a1))
-        got, answer = harness.http("POST", url, dict(good, channel="direct"), key)
+        direct = dict(key, Authorization="Bearer " + self.s.operator)
+        got, answer = harness.http("POST", url, dict(good, channel="direct"), direct)
         self.assert_error(got, answer, 409, field="Idempotency-Key", code="idempotency_conflict")
         got, answer = harness.http("POST", url, dict(good, procedure="1.999999"), key)
         self.assert_error(got, answer, 409, field="Idempotency-Key", code="idempotency_conflict")

@@ -6,7 +6,8 @@ the carrier's signed webhooks move it to delivered and routing marks the dossier
 RETURNED; a second one fails three times, the last final, and comes back to the
 counter with a "delivery_failed" notice. Then bad webhooks (forged, stale, unknown,
 garbage, replayed), the carrier down, postal SIGKILLed while the carrier is slow, and
-the postal intake handover (a batch with one bad item, sent twice).
+the postal intake handover (a batch with one bad item, sent twice; postal's own key at
+intake missing or refused: the items wait for the carrier's next try).
 
 Run: cd tests/system && /usr/bin/python3 run.py test_postal"""
 import hashlib
@@ -21,6 +22,7 @@ import uuid
 import harness
 
 WARD = "000.00.31.H99"  # Phường Đông Hưng: its desk and civil-status officer are below it
+DESK = "000.01.31.H99"  # the ward's one-stop desk, which receives PROCEDURE's dossiers
 PROCEDURE = "2.000635"  # Cấp bản sao Trích lục hộ tịch: returned by post on request
 DOCS = [{"kind": "to_khai_cap_ban_sao_trich_luc", "name": "Tờ khai"}]
 SECRET = "sandbox-carrier-webhook-secret"
@@ -41,6 +43,8 @@ class Suite(harness.Suite):
         cls.sandbox = None
         try:
             cls.db = cls.pg.database()
+            # postal's key at intake (MOTCUA_POSTAL_INTAKE_KEY), before postal starts.
+            cls.postal_key = harness.create_api_key(cls.db, "postal-intake", "integrator")["key"]
             env = harness.suite_env(cls.db)
             postal_url = "http://127.0.0.1:%s" % env["MOTCUA_POSTAL_HTTP_PORT"]
             cls.logs = harness.tempfile.mkdtemp(prefix="motcua-postal-")
@@ -52,7 +56,8 @@ class Suite(harness.Suite):
                        MOTCUA_CARRIER_TOKEN=TOKEN, MOTCUA_CARRIER_WEBHOOK_SECRET=SECRET,
                        MOTCUA_INTAKE_URL="http://127.0.0.1:%s" % env["MOTCUA_INTAKE_HTTP_PORT"],
                        MOTCUA_POSTAL_TICK_MS="200", MOTCUA_POSTAL_BACKOFF_MS="300",
-                       MOTCUA_POSTAL_TIMEOUT_MS="2000", MOTCUA_POSTAL_LEASE_MS="3500")
+                       MOTCUA_POSTAL_TIMEOUT_MS="2000", MOTCUA_POSTAL_LEASE_MS="3500",
+                       MOTCUA_POSTAL_INTAKE_KEY=cls.postal_key)
             cls.env = env
             cls.svc = {n: harness.Service(n, env, log_dir=cls.logs)
                        for n in ("intake", "routing", "postal", "notify")}
@@ -61,6 +66,7 @@ class Suite(harness.Suite):
             for s in cls.svc.values():
                 s.wait_ready()
             cls.officer = harness.create_api_key(cls.db, "ward", "officer", WARD)["key"]
+            cls.desk = harness.create_api_key(cls.db, "desk", "officer", DESK)["key"]
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
             cls.integrator = harness.create_api_key(cls.db, "vnpost", "integrator")["key"]
         except Exception:
@@ -92,7 +98,8 @@ class Postal(unittest.TestCase):
                 "applicant": {"name": "Phạm Thị E", "phone": phone, "email": "e@example.vn"},
                 "documents": DOCS, "return_method": "post", "delivery_address": ADDRESS}
         status, a = harness.http("POST", self.intake.url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 {"Idempotency-Key": str(uuid.uuid4()),
+                                  "Authorization": "Bearer " + self.s.desk})
         self.assertEqual(status, 201, a)
         code = a["code"]
         harness.wait_for(lambda: self.case(code), what="the case of " + code)
@@ -336,6 +343,47 @@ class Postal(unittest.TestCase):
         status, _ = harness.http("POST", url, {"items": []},
                                  {"Authorization": "Bearer " + self.s.integrator})
         self.assertEqual(status, 400)
+
+    def restart_postal(self, intake_key):
+        self.postal.terminate()
+        self.postal.env = dict(self.s.env, MOTCUA_POSTAL_INTAKE_KEY=intake_key)
+        self.postal.start()
+
+    def test_g_postal_intake_key(self):
+        # Intake takes postal's dossiers only with postal's key. Missing, unknown or of a
+        # scope that may not submit by post, the fault is ours: every item answers 503
+        # and is not recorded, and the carrier's next try goes through once it is right.
+        portal = harness.create_api_key(self.s.db, "portal", "citizen_portal")["key"]
+        batch_id = "KEY-" + uuid.uuid4().hex[:8]
+        batch = {"carrier_reference_batch": batch_id, "items": [
+            {"carrier_reference": batch_id + "-0", "dossier": {
+                "procedure": PROCEDURE, "channel": "postal", "documents": DOCS,
+                "applicant": {"name": "Lý Thị K", "phone": "0912345677"}}}]}
+        url = self.postal.url("/v1/postal/intake")
+        auth = {"Authorization": "Bearer " + self.s.integrator}
+        count = self.sql("SELECT count(*) FROM intake.dossiers")
+        try:
+            for key, why in (("", "MOTCUA_POSTAL_INTAKE_KEY is not set"),
+                             ("mck_" + "0" * 64, "HTTP 401"), (portal, "HTTP 403")):
+                self.restart_postal(key)
+                status, a = harness.http("POST", url, batch, auth, timeout=30)
+                self.assertEqual(status, 200, a)
+                item = a["items"][0]
+                self.assertEqual((item["status"], item["error"]["code"]), (503, "unavailable"),
+                                 item)
+                self.assertIn(why, item["error"]["message"])
+                self.assertEqual(self.sql("SELECT count(*) FROM postal.intake_items"
+                                          " WHERE batch = '%s'" % batch_id), "0")
+                if not key:
+                    self.assertIn("MOTCUA_POSTAL_INTAKE_KEY is not set", self.postal.log())
+            self.assertEqual(self.sql("SELECT count(*) FROM intake.dossiers"), count)
+        finally:
+            self.restart_postal(self.s.postal_key)
+        status, a = harness.http("POST", url, batch, auth, timeout=30)
+        self.assertEqual(status, 200, a)
+        self.assertEqual(a["items"][0]["status"], 201, a)
+        self.assertEqual(self.sql("SELECT channel FROM intake.dossiers WHERE code = '%s'"
+                                  % a["items"][0]["code"]), "postal")
 
 
 if __name__ == "__main__":
