@@ -131,6 +131,7 @@ class Suite(harness.Suite):
                 s.wait_ready()
             cls.keys = harness.officer_keys(cls.db, (DESK, CIVIL, LEADER))
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
+            cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]
         except Exception:
             cls.stop()
             raise
@@ -173,7 +174,8 @@ class EdgeE2E(unittest.TestCase):
                                "size": 4096} for d in _P["documents"]],
                 "return_method": "post", "delivery_address": ADDRESS}
         status, a = harness.http("POST", self.svc("intake").url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 {"Idempotency-Key": str(uuid.uuid4()),
+                                  "Authorization": "Bearer " + self.s.portal})
         self.assertEqual(status, 201, a)
         code, token = a["code"], a["lookup_token"]
         harness.wait_for(lambda: self.lookup(code, token).get("routed"), timeout=20,

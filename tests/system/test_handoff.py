@@ -90,6 +90,7 @@ class Suite(harness.Suite):
             cls.keys = harness.officer_keys(cls.db, sorted(set(STEPS[:POLICE] +
                                                                DEATH_STEPS[:POLICE])))
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
+            cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]
         except Exception:
             cls.stop()
             raise
@@ -137,7 +138,8 @@ class Base(unittest.TestCase):
                                "size": 2048} for d in PROCEDURE["documents"]],
                 "return_method": "counter"}
         status, a = harness.http("POST", self.intake.url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 dict(self.bearer(self.s.portal),
+                                      **{"Idempotency-Key": str(uuid.uuid4())}))
         self.assertEqual(status, 201, a)
         code = a["code"]
         harness.wait_for(lambda: harness.case(self.routing, self.s.operator, code),
@@ -355,7 +357,8 @@ class Chains(Base):
                                "size": 4096} for d in proc["documents"]],
                 "return_method": "counter"}
         status, a = harness.http("POST", self.intake.url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 dict(self.bearer(self.s.portal),
+                                      **{"Idempotency-Key": str(uuid.uuid4())}))
         self.assertEqual(status, 201, a)
         return a["code"], a["lookup_token"], who
 

@@ -108,7 +108,8 @@ class NotifyTest(unittest.TestCase):
                                "size": 2048} for d in p["documents"]],
                 "return_method": "counter"}
         status, a = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 dict(bearer(self.officer),  # the desk receives it
+                                      **{"Idempotency-Key": str(uuid.uuid4())}))
         self.assertEqual(status, 201, a)
         return a["code"]
 

@@ -97,6 +97,7 @@ class Suite(harness.Suite):
                 s.wait_ready()
             cls.officer = harness.create_api_key(cls.db, "officer-desk", "officer", DESK)["key"]
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
+            cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]
         except Exception:
             cls.stop()
             raise
@@ -130,7 +131,8 @@ class Payment(unittest.TestCase):
                                "size": 1024} for d in _P["documents"]],
                 "return_method": "counter"}
         status, a = harness.http("POST", self.intake.url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 {"Idempotency-Key": str(uuid.uuid4()),
+                                  "Authorization": "Bearer " + self.s.portal})
         self.assertEqual(status, 201, a)
         code, token = a["code"], a["lookup_token"]
         order = harness.wait_for(lambda: self.sql(

@@ -88,7 +88,8 @@ class PeerSandbox(unittest.TestCase):
                 "applicant": {"name": "Vũ Thị Lan", "phone": "0977123456"},
                 "documents": [{"kind": "to_khai_cap_ban_sao_trich_luc", "name": "Tờ khai"}]}
         status, r = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 {"Idempotency-Key": str(uuid.uuid4()),
+                                  "Authorization": "Bearer " + self.desk})
         self.assertEqual(status, 201, r)
         code = r["code"]
         harness.wait_for(lambda: harness.case(self.svc["routing"], self.operator, code),

@@ -133,7 +133,8 @@ class Portal(unittest.TestCase):
 
     def new_dossier(self):
         status, a = harness.http("POST", self.intake.url("/v1/dossiers"), self.submit(),
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 dict(self.bearer(self.s.citizen),
+                                      **{"Idempotency-Key": str(uuid.uuid4())}))
         self.assertEqual(status, 201, a)
         harness.wait_for(lambda: harness.case(self.routing, self.s.operator, a["code"]),
                          what="the case of " + a["code"])
@@ -370,12 +371,15 @@ class Portal(unittest.TestCase):
         url = self.intake.url("/v1/dossiers")
         status, body = harness.http("POST", url, self.submit(reference=ref),
                                     {"Idempotency-Key": str(uuid.uuid4())})
-        self.assertEqual((status, body["error"]["code"], body["error"]["field"]),
-                         (403, "forbidden", "reference"))
-        status, body = harness.http("POST", url, self.submit(reference=ref),
-                                    dict(self.bearer(self.s.citizen),
-                                         **{"Idempotency-Key": str(uuid.uuid4())}))
-        self.assertEqual(status, 403, body)
+        self.assertEqual((status, body["error"]["code"]), (401, "unauthorized"))
+        # The citizen portal online, the receiving desk's officer at the desk: both may
+        # submit, neither with a reference.
+        for key, channel in ((self.s.citizen, "online"), (self.s.keys[STEPS[0]], "direct")):
+            status, body = harness.http("POST", url, self.submit(reference=ref, channel=channel),
+                                        dict(self.bearer(key),
+                                             **{"Idempotency-Key": str(uuid.uuid4())}))
+            self.assertEqual((status, body["error"]["code"], body["error"]["field"]),
+                             (403, "forbidden", "reference"))
         for bad, field in (({"system": "elsewhere", "id": "x"}, "reference.system"),
                            ({"system": "national_portal"}, "reference.id"),
                            ({"system": "province:H98", "id": "a b"}, "reference.id"),

@@ -290,7 +290,8 @@ class Provinces(unittest.TestCase):
                                "name": "Tờ khai cấp bản sao trích lục hộ tịch"}],
                 "return_method": "counter"}
         status, r = harness.http("POST", p.url("intake", "/v1/dossiers"), body,
-                                 {"Idempotency-Key": str(uuid.uuid4())})
+                                 {"Idempotency-Key": str(uuid.uuid4()),  # at the centre's desk
+                                  "Authorization": "Bearer " + p.officer(self.desk(p))})
         self.assertEqual(status, 201, r)
         return r["code"]
 

@@ -14,6 +14,7 @@ import harness
 from test_bus_crash import field
 
 WARD = "000.00.31.H99"  # Phường Đông Hưng: its desk and civil-status officer are below it
+DESK = "000.01.31.H99"  # the ward's one-stop desk: it receives the dossiers submitted here
 FEE_PROCEDURE = "2.000635"  # Cấp bản sao Trích lục hộ tịch: level 4, 8,000 VND, by post
 DOCS = [{"kind": "to_khai_cap_ban_sao_trich_luc", "name": "Tờ khai"}]
 
@@ -35,6 +36,10 @@ class ReportsTest(unittest.TestCase):
         for s in cls.svc.values():
             s.start()
         cls.key = harness.create_api_key(cls.db, "ward", "officer", WARD)["key"]
+        # Who submits: the citizen portal online, the desk's officer at the desk.
+        cls.submitters = {
+            "online": harness.create_api_key(cls.db, "portal", "citizen_portal")["key"],
+            "direct": harness.create_api_key(cls.db, "desk", "officer", DESK)["key"]}
 
     @classmethod
     def tearDownClass(cls):
@@ -47,7 +52,8 @@ class ReportsTest(unittest.TestCase):
                      "applicant": {"name": "Phạm Thị E", "phone": "0912345670",
                                    "email": "e@example.vn"},
                      "documents": DOCS}, **extra)
-        status, answer = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body)
+        status, answer = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body,
+                                      {"Authorization": "Bearer " + self.submitters[channel]})
         self.assertEqual(status, 201, answer)
         code = answer["code"]
         harness.wait_for(lambda: self.case(code), what="the case")
@@ -134,7 +140,8 @@ class ReportsTest(unittest.TestCase):
                 "applicant": {"name": "Lê Văn C", "phone": "0912345679"},
                 "documents": [{"kind": "to_khai_lien_thong_khai_sinh", "name": "Tờ khai"},
                               {"kind": "giay_chung_sinh", "name": "Giấy chứng sinh"}]}
-        status, answer = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body)
+        status, answer = harness.http("POST", self.svc["intake"].url("/v1/dossiers"), body,
+                                      {"Authorization": "Bearer " + self.submitters["direct"]})
         self.assertEqual(status, 201, answer)
         code = answer["code"]
         harness.wait_for(lambda: self.case(code), what="the case")
