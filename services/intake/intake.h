@@ -18,7 +18,8 @@ static inline intake_t *intake_of(void *svc)
     return mc_service_data(svc);
 }
 
-/* POST /v1/dossiers: validate, store, emit DossierSubmitted (submit.c). */
+/* POST /v1/dossiers: with an API key whose scopes fit the channel (and, for an officer,
+ * the receiving agency), validate, store, emit DossierSubmitted (submit.c). */
 void dossier_submit(mc_http_req_t *req, void *arg);
 /* GET /v1/dossiers/{code}?token=: the public view and its history (lookup.c). */
 void dossier_lookup(mc_http_req_t *req, void *arg);
