@@ -1,7 +1,9 @@
 -- post_dossier.lua: wrk script for POST /v1/dossiers (bench/run.sh).
 --
---   BENCH_DOSSIER_BODY=FILE wrk -s bench/post_dossier.lua URL -- NONCE [idem]
+--   BENCH_DOSSIER_BODY=FILE BENCH_API_KEY=KEY wrk -s bench/post_dossier.lua URL -- NONCE [idem]
 --
+-- KEY is an API key that may submit online (scope citizen_portal: the provincial
+-- portal submitting on the citizen's behalf).
 -- Every request posts the same submission, read from BENCH_DOSSIER_BODY (bench/run.sh
 -- writes one valid for a procedure of the catalog in deploy/data). With `idem`, each
 -- request carries an Idempotency-Key of its own (NONCE, thread and counter), so every
@@ -21,10 +23,16 @@ local function read_body()
 end
 
 local body = read_body()
+local key = os.getenv("BENCH_API_KEY")
+if not key or key == "" then
+    error("set BENCH_API_KEY to a key of scope citizen_portal")
+end
+local authorization = "Bearer " .. key
 
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = authorization
 
 local next_thread = 1
 
@@ -46,6 +54,7 @@ function request()
     n = n + 1
     return wrk.format(nil, nil, {
         ["Content-Type"] = "application/json",
+        ["Authorization"] = authorization,
         ["Idempotency-Key"] = string.format("bench-%s-%d-%d", nonce, tid, n),
     }, body)
 end

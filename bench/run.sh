@@ -415,8 +415,14 @@ print("%s (%s)" % (p["code"], p["name"]))
 EOF
 )" || die "could not build a submission from deploy/data/catalog/procedures.json"
 say "intake: every request submits procedure $PROCEDURE"
+# Submissions need an API key: the provincial portal's (scope citizen_portal).
+BENCH_API_KEY="$(MOTCUA_DATABASE_URL="$PG_BASE/bench_intake" "$BIN/motcuactl" keys create \
+    --name bench-portal --scopes citizen_portal --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')" || die "motcuactl keys create failed"
+export BENCH_API_KEY
 probe="$(curl -sS -o "$LOGS/first-submission.json" -w '%{http_code}' -X POST \
-    -H 'Content-Type: application/json' --data-binary "@$BENCH_DOSSIER_BODY" "$INTAKE_URL")"
+    -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_API_KEY" \
+    --data-binary "@$BENCH_DOSSIER_BODY" "$INTAKE_URL")"
 [ "$probe" = "201" ] ||
     die "a single POST /v1/dossiers answered $probe, not 201: $(cat "$LOGS/first-submission.json")"
 

@@ -31,7 +31,8 @@
 # var/demo-keys.json (demo API keys, made by `motcuactl keys demo` once all is ready),
 # var/curve/ (the key pairs of our province H99 and of the sandbox's peer province H98,
 # made by `motcuactl curve keygen` once) and var/peers.json (the link's allow-list),
-# var/interconnect-intake.key (the demo integrator key interconnect opens dossiers with).
+# var/intake-integrator.key (the demo integrator key interconnect and postal submit
+# dossiers to intake with).
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")"
@@ -174,15 +175,15 @@ describe_status() { # exit status of wait -> "status N" or "signal NAME"
 keep_running() {
     local name="$1" log="$LOG_DIR/$1.log"
     shift
-    local cpid="" spid="" stop=0 st=0 backoff=1 started i msg
+    local cpid="" spid="" stop=0 st=0 backoff=1 started i msg key_var
     trap 'stop=1; [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null; [ -n "$spid" ] && kill "$spid" 2>/dev/null' TERM
     trap '' INT HUP
     while [ "$stop" -eq 0 ]; do
         started=$SECONDS
         printf '%s supervisor: starting %s\n' "$(ts)" "$name" >>"$log"
-        if [ "$name" = motcua-interconnect ] && [ -z "${MOTCUA_INTERCONNECT_INTAKE_KEY:-}" ] &&
-            [ -s "$INTAKE_KEY_FILE" ]; then
-            MOTCUA_INTERCONNECT_INTAKE_KEY="$(cat "$INTAKE_KEY_FILE")" "$@" >>"$log" 2>&1 </dev/null &
+        key_var="$(intake_key_var "$name")"
+        if [ -n "$key_var" ] && [ -z "${!key_var:-}" ] && [ -s "$INTAKE_KEY_FILE" ]; then
+            env "$key_var=$(cat "$INTAKE_KEY_FILE")" "$@" >>"$log" 2>&1 </dev/null &
         else
             "$@" >>"$log" 2>&1 </dev/null &
         fi
@@ -333,13 +334,20 @@ demo_keys() {
     fi
 }
 
-# interconnect opens the dossiers of the national portal and of peer provinces at intake
-# with an integrator key: the demo one, kept in a file the supervisor reads each time it
-# starts interconnect. The first time, interconnect started before the key existed, so
-# it is restarted once (the supervisor brings it back within a second).
-INTAKE_KEY_FILE="$VAR/interconnect-intake.key"
+# interconnect (the dossiers of the national portal and of peer provinces) and postal
+# (postal intake) submit to intake with an integrator key: the demo one, kept in a file
+# the supervisor reads each time it starts them. The first time, they started before
+# the key existed, so they are restarted once (the supervisor brings them back within a
+# second).
+INTAKE_KEY_FILE="$VAR/intake-integrator.key"
+intake_key_var() { # PROCESS: the variable that gives it the key, if it needs one
+    case "$1" in
+    motcua-interconnect) echo MOTCUA_INTERCONNECT_INTAKE_KEY ;;
+    motcua-postal) echo MOTCUA_POSTAL_INTAKE_KEY ;;
+    esac
+}
 intake_key() {
-    local had=0 key
+    local had=0 key name var
     [ -s "$INTAKE_KEY_FILE" ] && had=1
     [ -f "$DEMO_KEYS" ] || return 0
     key="$("$PYTHON" -c 'import json,sys
@@ -347,10 +355,14 @@ print(next((k["key"] for k in json.load(open(sys.argv[1])) if "integrator" in k[
         "$DEMO_KEYS" 2>/dev/null)" || return 0
     [ -n "$key" ] || return 0
     (umask 077 && printf '%s\n' "$key" >"$INTAKE_KEY_FILE.tmp") && mv -f "$INTAKE_KEY_FILE.tmp" "$INTAKE_KEY_FILE"
-    if [ "$had" -eq 0 ] && [ -z "${MOTCUA_INTERCONNECT_INTAKE_KEY:-}" ] && [ -f "$RUN_DIR/motcua-interconnect.pid" ]; then
-        say "restarting motcua-interconnect with the demo integrator key"
-        kill -TERM "$(cat "$RUN_DIR/motcua-interconnect.pid")" 2>/dev/null || true
-    fi
+    [ "$had" -eq 0 ] || return 0
+    for name in motcua-interconnect motcua-postal; do
+        var="$(intake_key_var "$name")"
+        if [ -z "${!var:-}" ] && [ -f "$RUN_DIR/$name.pid" ]; then
+            say "restarting $name with the demo integrator key"
+            kill -TERM "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || true
+        fi
+    done
 }
 
 # ---- the link to another province ---------------------------------------------------
@@ -439,6 +451,10 @@ start_all() { # sets SUP_PID
     export MOTCUA_PORTAL_URL="${MOTCUA_PORTAL_URL-http://127.0.0.1:$SANDBOX_PORT/portal/api}"
     export MOTCUA_PORTAL_INBOUND_URL="${MOTCUA_PORTAL_INBOUND_URL:-http://127.0.0.1:$(svc_port interconnect)/v1/portal/dossiers}"
     for s in "${SERVICES[@]}"; do export "$(svc_port_var "$s")=$(svc_port "$s")"; done
+    # The agency systems' bearer tokens: the sandbox's demo ones, on both sides.
+    export MOTCUA_RESIDENCE_TOKEN="${MOTCUA_RESIDENCE_TOKEN:-sandbox-residence-token}"
+    export MOTCUA_INSURANCE_TOKEN="${MOTCUA_INSURANCE_TOKEN:-sandbox-insurance-token}"
+    export MOTCUA_TAX_TOKEN="${MOTCUA_TAX_TOKEN:-sandbox-tax-token}"
     province_link
     save_state
 

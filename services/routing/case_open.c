@@ -253,7 +253,7 @@ static void case_show_as(mc_http_req_t *req, const mc_principal_t *who, void *ar
         "   AND (c.paused_at IS NULL OR c.paused_at >= c.due_at),"
         " 'steps', (SELECT json_agg(json_build_object('index', s.idx, 'name', s.name,"
         "   'agency', s.agency_code, 'days', s.days, 'external', s.external,"
-        "   'procedure', s.procedure_code,"
+        "   'procedure', s.procedure_code, 'result', s.result,"
         "   'started_at', " LOCAL("s.started_at") ", 'due_at', " LOCAL("s.due_at") ","
         "   'done_at', " LOCAL("s.done_at") ","
         "   'late', s.due_at IS NOT NULL AND coalesce(s.done_at, now()) > s.due_at"

@@ -365,6 +365,7 @@ class Provinces(unittest.TestCase):
                                  what="the handoff completed at " + p.code)
                 c = harness.wait_case_state(p.svc["routing"], p.operator, code, "IN_PROGRESS")
                 self.assertEqual(step_of(c), 2, "the origin's last step is in charge")
+                self.assertIn("123/BS", c["steps"][1]["result"], "the officers see it too")
                 self.assertIn("123/BS", self.last(p, code)["result"])
                 # The other province's statuses show in the origin's public history, in
                 # the order they happened there.
