@@ -18,6 +18,7 @@
 #define TICK_MS       250  /* relay fallback poll: expired leases, missed NOTIFY */
 #define STATS_MS      5000 /* outbox backlog count and retention */
 #define NACK_RETRY_MS 500  /* what the receiver asks for when it could not commit */
+#define PARK_MS       5000 /* a destination silent this long (at least 4 leases) is parked */
 
 /* ================================================================ outbox writer */
 
@@ -172,6 +173,8 @@ typedef struct peer {
     size_t nacks;
     long long sent, acked, nacked;
     int64_t last_ack_ms;
+    uint64_t waiting_since; /* first send since its last Ack (monotonic ms); 0: none */
+    int parked;             /* no Ack for PARK_MS: the claim takes one envelope of it at a time */
 } peer_t;
 
 /* An envelope received on the ROUTER, waiting to be handled. */
@@ -706,7 +709,10 @@ static void on_claimed(mc_db_conn_t *conn, PGresult *res, int status, void *arg)
             bus->stats.sent++;
             peer->sent++;
         }
-        /* Else the lease runs out and the envelope is sent again. */
+        /* Else (not connected) the lease runs out and the envelope is sent again. Either
+         * way an answer is now awaited. */
+        if (!peer->waiting_since)
+            peer->waiting_since = mc_now_ms();
     }
     if (bus->stopping) {
         maybe_stopped(bus);
@@ -727,10 +733,32 @@ static void relay_claim(mc_bus_t *bus)
         return;
     }
     bus->claiming = 1;
+    /* A destination that has not answered for a while (down, cut off, its database
+     * away) is parked: the claim takes only its first pending envelope, which goes as
+     * a probe whenever its lease runs out, instead of walking all its backlog on every
+     * claim. Its first Ack unparks it. */
+    uint64_t now = mc_now_ms();
+    uint64_t park_ms =
+        (uint64_t)bus->lease_ms * 4 > PARK_MS ? (uint64_t)bus->lease_ms * 4 : PARK_MS;
+    sbuf_t parked = {0};
+    for (size_t i = 0; i < bus->npeers; i++) {
+        peer_t *peer = bus->peers[i];
+        if (!peer->parked && peer->waiting_since && now - peer->waiting_since > park_ms) {
+            peer->parked = 1;
+            mc_warn("bus: %s has not answered for %llu s; its envelopes wait and go one at a "
+                    "time until it does",
+                    peer->name, (unsigned long long)((now - peer->waiting_since) / 1000));
+        }
+        if (peer->parked)
+            sb_array_elem(&parked, peer->name);
+    }
+    sb_close_array(&parked);
     mc_db_params_t p = {0};
     mc_db_param_int(&p, bus->batch);
     mc_db_param_int(&p, bus->lease_ms);
+    mc_db_param_text(&p, parked.data);
     mc_db_exec(bus->db, bus->sql_claim, &p, 1, on_claimed, bus);
+    free(parked.data);
 }
 
 static void acks_flush(mc_bus_t *bus);
@@ -797,6 +825,11 @@ static void on_dealer_recv(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
         peer->nacks++;
         peer->acked++;
         peer->last_ack_ms = mc_wall_ms();
+        peer->waiting_since = 0;
+        if (peer->parked) {
+            peer->parked = 0;
+            mc_info("bus: %s answers again", peer->name);
+        }
         acks_flush(bus);
     } else if (env->body_case == MOTCUA__V1__ENVELOPE__BODY_NACK &&
                mc_uuid_valid(env->nack->message_id)) {
@@ -931,15 +964,21 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
      * is re-checked on the locked row, so two relays never claim the same head. */
     bus->sql_claim = mc_sprintf(
         /* Distinct (destination, dossier) pairs with pending envelopes, found by skipping
-         * through the partial index (one probe per pair, not a scan of the backlog). */
+         * through the partial index (one probe per pair, not a scan of the backlog); of a
+         * parked destination ($3) only its first pair, then on to the next destination. */
         "WITH RECURSIVE pairs AS ("
         "  (SELECT destination AS d, dossier_code AS c FROM %s.outbox"
         "   WHERE delivered_at IS NULL ORDER BY destination, dossier_code LIMIT 1)"
         "  UNION ALL"
-        "  SELECT n.d, n.c FROM pairs p, LATERAL (SELECT destination AS d, dossier_code AS c"
-        "   FROM %s.outbox WHERE delivered_at IS NULL"
-        "   AND (destination, dossier_code) > (p.d, p.c)"
-        "   ORDER BY destination, dossier_code LIMIT 1) n), "
+        "  SELECT n.d, n.c FROM pairs p, LATERAL ("
+        "   (SELECT destination AS d, dossier_code AS c FROM %s.outbox"
+        "    WHERE delivered_at IS NULL AND p.d <> ALL($3::text[])"
+        "    AND (destination, dossier_code) > (p.d, p.c)"
+        "    ORDER BY destination, dossier_code LIMIT 1)"
+        "   UNION ALL"
+        "   (SELECT destination, dossier_code FROM %s.outbox"
+        "    WHERE delivered_at IS NULL AND p.d = ANY($3::text[]) AND destination > p.d"
+        "    ORDER BY destination, dossier_code LIMIT 1)) n), "
         "heads AS (SELECT h.seq, h.lease_until FROM pairs p, LATERAL (SELECT seq, lease_until"
         "  FROM %s.outbox WHERE delivered_at IS NULL AND destination = p.d"
         "  AND dossier_code = p.c ORDER BY seq LIMIT 1) h), "
@@ -950,7 +989,7 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
         "FROM pick WHERE o.seq = pick.seq AND o.delivered_at IS NULL "
         "  AND (o.lease_until IS NULL OR o.lease_until <= now()) "
         "RETURNING o.id::text, o.destination, o.payload",
-        s, s, s, s);
+        s, s, s, s, s);
     bus->sql_ack = mc_sprintf("UPDATE %s.outbox SET delivered_at = now(), lease_until = NULL "
                               "WHERE destination = $1 AND id = ANY($2::uuid[]) "
                               "AND delivered_at IS NULL",

@@ -8,6 +8,10 @@
  * delivered, which makes the next envelope of that dossier the head; a Nack or a
  * lease that expires without an answer sends it again with backoff. So at most one
  * envelope per (destination, dossier) is unacknowledged, and order per dossier holds.
+ * A destination that has not answered for 5 s (at least four leases) is parked: the
+ * claim takes only its first pending envelope (a probe, sent whenever its lease runs
+ * out) and skips the rest of its backlog, so a consumer that is down for long costs
+ * the relay nothing per claim; its first Ack unparks it.
  *
  * Receiving. The ROUTER takes envelopes in batches. One transaction per batch records
  * each message id in <schema>.inbox (a repeat is skipped) and runs its handler; only

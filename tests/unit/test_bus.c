@@ -804,6 +804,45 @@ static void dead_letter_not_recorded_retried(void **state)
     assert_int_equal(shut_down(fx), 2);
 }
 
+/* A receiver that does not answer is parked after PARK_MS (5 s): its backlog waits and
+ * only one envelope goes at a time, instead of every head at each lease's end; when it
+ * is back, its first Ack unparks it and everything flows, in order, once. */
+static void silent_destination_parked_then_resumed(void **state)
+{
+    NEED_DB(fx);
+    enum { N = 60 };
+    static probe_t items[N];
+    static char names[N][16];
+    for (int i = 0; i < N; i++) { /* one dossier each: 60 heads */
+        snprintf(names[i], sizeof names[i], "G09.12-%04d", 300 + i);
+        items[i] = (probe_t){names[i], 1, 0};
+    }
+    int stopped = 0;
+    mc_bus_stop(fx->bus_b, on_stopped, &stopped);
+    assert_true(run_until(&fx->loop, &stopped, 5000));
+    mc_bus_destroy(&fx->bus_b); /* the receiver is gone */
+    write_outbox(fx, items, N, N, NULL);
+    run_for(&fx->loop, 6000); /* unanswered past the parking time */
+    /* Every head was claimed (and leased) at least once before parking; since then the
+     * claims take one envelope at a time: unparked, 60 heads with 200 ms leases
+     * doubling to 6.4 s (taken at 0.2, 0.6, 1.4, 3, 6.2, 12.6 s) would be claimed
+     * again at least 60 times in the next 8 s. */
+    const char *claims = "SELECT sum(attempts) FROM @a@.outbox";
+    long before = atol(admin_value(fx, claims));
+    assert_true(before >= N);
+    run_for(&fx->loop, 8000);
+    long after = atol(admin_value(fx, claims));
+    assert_true(after - before <= 3);
+    fx->bus_b = start_bus(fx, fx->db_b, fx->b, fx->ep_b, fx->peers_b);
+    assert_non_null(fx->bus_b);
+    mc_bus_handlers(fx->bus_b, fx->handlers, MC_COUNT(fx->handlers), fx);
+    assert_true(wait_value(fx, "SELECT count(*) FROM @b@.probe_log", "60", 40000));
+    assert_true(wait_value(fx, all_delivered, "0", 5000));
+    assert_string_equal(admin_value(fx, "SELECT count(DISTINCT message_id) FROM @b@.probe_log"),
+                        "60");
+    assert_int_equal(shut_down(fx), 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 static const struct CMUnitTest tests[] = {
     T(delivered_exactly_once),
@@ -818,5 +857,6 @@ static const struct CMUnitTest tests[] = {
     T(same_envelope_added_twice),
     T(bind_conflict_gives_null),
     T(dead_letter_not_recorded_retried),
+    T(silent_destination_parked_then_resumed),
 };
 MC_TEST_GROUP(bus, tests, NULL, NULL);
