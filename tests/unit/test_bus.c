@@ -687,7 +687,7 @@ static void stop_under_traffic(void **state)
     enum { N = 60 };
     static probe_t items[N];
     for (int i = 0; i < N; i++) {
-        static char names[N][16];
+        static char names[N][24];
         snprintf(names[i], sizeof names[i], "G09-S%02d", i % 20);
         items[i].stream = names[i];
         items[i].seq = (uint64_t)(i / 20 + 1);
@@ -710,7 +710,7 @@ static void bad_envelope_costs_only_itself(void **state)
     NEED_DB(fx);
     enum { N = 12 };
     static probe_t items[N];
-    static char names[N][16];
+    static char names[N][24];
     for (int i = 0; i < N; i++) {
         snprintf(names[i], sizeof names[i], i == 5 ? "BAD-%02d" : "G09-B%02d", i);
         items[i].stream = names[i];
@@ -812,7 +812,7 @@ static void silent_destination_parked_then_resumed(void **state)
     NEED_DB(fx);
     enum { N = 60 };
     static probe_t items[N];
-    static char names[N][16];
+    static char names[N][24];
     for (int i = 0; i < N; i++) { /* one dossier each: 60 heads */
         snprintf(names[i], sizeof names[i], "G09.12-%04d", 300 + i);
         items[i] = (probe_t){names[i], 1, 0};
