@@ -58,7 +58,10 @@ void status_view_update(mc_bus_msg_t *msg, void *arg)
         "    agency_code = EXCLUDED.agency_code, state = EXCLUDED.state, result = EXCLUDED.result,"
         "    handoff_state = CASE WHEN EXCLUDED.state = 'handed_off' AND o.state <> 'handed_off'"
         "     AND o.handoff_at < to_timestamp($4::bigint / 1000.0) THEN NULL"
-        "     ELSE o.handoff_state END)"
+        "     ELSE o.handoff_state END"
+        /* Steps that did not change are not written again (no new row version, no WAL). */
+        "    WHERE (o.name, o.agency_code, o.state, o.result) IS DISTINCT FROM"
+        "     (EXCLUDED.name, EXCLUDED.agency_code, EXCLUDED.state, EXCLUDED.result))"
         " INSERT INTO intake.dossier_events (code, state, agency_code, note, at)"
         " SELECT code, $2, $5, $6, to_timestamp($4::bigint / 1000.0) FROM u";
     mc_db_params_t p = {0};
