@@ -15,10 +15,11 @@
 #include "log.h"
 #include "zsock.h"
 
-#define TICK_MS       250  /* relay fallback poll: expired leases, missed NOTIFY */
-#define STATS_MS      5000 /* outbox backlog count and retention */
-#define NACK_RETRY_MS 500  /* what the receiver asks for when it could not commit */
-#define PARK_MS       5000 /* a destination silent this long (at least 4 leases) is parked */
+#define TICK_MS       250       /* relay fallback poll: expired leases, missed NOTIFY */
+#define STATS_MS      5000      /* outbox backlog count and retention */
+#define NACK_RETRY_MS 500       /* what the receiver asks for when it could not commit */
+#define LINK_MAX_MSG  (1 << 20) /* largest message taken from another province */
+#define PARK_MS       5000      /* a destination silent this long (at least 4 leases) is parked */
 
 /* ================================================================ outbox writer */
 
@@ -1075,6 +1076,8 @@ int mc_bus_link(mc_bus_t *bus, const mc_bus_link_t *link, char *err, size_t errl
     zsock_set_sndhwm(router, 100000);
     zsock_set_heartbeat_ivl(router, 2000);
     zsock_set_heartbeat_timeout(router, 6000);
+    /* A peer's envelope is a few kilobytes; a larger message drops its connection. */
+    zsock_set_maxmsgsize(router, LINK_MAX_MSG);
     mc_curve_server(bus->curve, router);
     if (zsock_bind(router, "%s", link->bind) < 0) {
         snprintf(err, errlen, "cannot bind the link at %s: %s", link->bind,
