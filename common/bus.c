@@ -182,6 +182,7 @@ typedef struct peer {
 typedef struct item {
     mc_zsock_t *via; /* the ROUTER it came on, where its answer goes */
     char peer[32];   /* from the link: the province its CURVE key belongs to */
+    char sender[32]; /* from a service over CURVE: the service its key belongs to */
     zframe_t *identity;
     char id[MC_UUID_LEN + 1];
     uint8_t *data;
@@ -208,8 +209,10 @@ struct mc_bus {
 
     /* receiving: work[lo..hi) is the open transaction, work[at] the current item */
     mc_zsock_t *router;
-    mc_zsock_t *link_router; /* CURVE server for other provinces (mc_bus_link) */
-    mc_curve_t *curve;
+    mc_zsock_t *link_router;      /* CURVE server for other provinces (mc_bus_link) */
+    mc_curve_t *curve;            /* the ZAP handler, once CURVE is used */
+    zcert_t *cert;                /* our service's key pair (the bus between services over CURVE) */
+    zcert_t *link_cert;           /* our province's key pair (the link) */
     const mc_body_t *link_accept; /* the only bodies taken from the link */
     size_t nlink_accept;
     item_t *queue_head, *queue_tail;
@@ -302,10 +305,13 @@ static void on_router_recv(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
     it->identity = zmsg_pop(m);
     zframe_t *idf = zmsg_pop(m);
     zframe_t *body = zmsg_pop(m);
-    if (zs == bus->link_router) {
-        /* The ZAP handler named the province behind the key; no name, no entry. */
+    if (zs == bus->link_router || bus->cert) {
+        /* The ZAP handler named the province or service behind the key. */
         const char *who = idf ? zframe_meta(idf, "User-Id") : NULL;
-        snprintf(it->peer, sizeof it->peer, "%s", who && *who ? who : "?");
+        if (zs == bus->link_router)
+            snprintf(it->peer, sizeof it->peer, "%s", who && *who ? who : "?");
+        else
+            snprintf(it->sender, sizeof it->sender, "%s", who && *who ? who : "?");
     }
     if (body) {
         if (zframe_size(idf) == MC_UUID_LEN)
@@ -507,6 +513,15 @@ static int item_decode(mc_bus_t *bus, char *why, size_t whylen)
     }
     if (!bus->msg.peer && link_body) {
         snprintf(why, whylen, "%s is taken only from another province's link", bus->msg.env->type);
+        return 0;
+    }
+    /* Over CURVE a service speaks for itself only (or for what it sends itself: a
+     * replayed dead letter keeps its first source). */
+    if (it->sender[0] && strcmp(it->sender, bus->msg.env->source) != 0 &&
+        strcmp(it->sender, bus->service) != 0) {
+        snprintf(why, whylen, "%s says it is from %s but came with %s's key", bus->msg.env->type,
+                 bus->msg.env->source, it->sender);
+        mc_warn("bus: %s", why);
         return 0;
     }
     return 1;
@@ -903,8 +918,8 @@ void mc_bus_kick(mc_bus_t *bus)
 
 /* ================================================================ lifecycle */
 
-/* A DEALER to a destination's ROUTER; over CURVE when it is another province's. */
-static void add_peer(mc_bus_t *bus, const mc_bus_peer_t *def)
+/* A DEALER to a destination's ROUTER; over CURVE with cert when def has a server key. */
+static void add_peer(mc_bus_t *bus, const mc_bus_peer_t *def, zcert_t *cert)
 {
     peer_t *peer = mc_new(peer_t);
     peer->bus = bus;
@@ -920,7 +935,7 @@ static void add_peer(mc_bus_t *bus, const mc_bus_peer_t *def)
     zsock_set_reconnect_ivl(dealer, 100);
     zsock_set_reconnect_ivl_max(dealer, 2000);
     if (def->server_key)
-        mc_curve_client(bus->curve, dealer, def->server_key);
+        mc_curve_client(cert, dealer, def->server_key);
     if (zsock_connect(dealer, "%s", def->endpoint) < 0)
         mc_error("bus: bad endpoint for %s: %s", peer->name, def->endpoint);
     peer->zs = mc_zsock_new(bus->loop, &dealer, on_dealer_recv, peer);
@@ -928,23 +943,62 @@ static void add_peer(mc_bus_t *bus, const mc_bus_peer_t *def)
     bus->peers[bus->npeers++] = peer;
 }
 
+/* The bus between services over CURVE: our key pair, the ZAP handler admitting each
+ * peer service's key, and those keys (keys[i] for cfg->peers[i]). 0, or -1 with what
+ * was made undone and the reason logged. */
+static int curve_setup(uv_loop_t *loop, const mc_bus_config_t *cfg, mc_curve_t **curve,
+                       zcert_t **cert, char (*keys)[MC_CURVE_KEY_LEN + 1])
+{
+    char err[512], *path = mc_sprintf("%s/%s_secret", cfg->curve_dir, cfg->service);
+    *cert = mc_curve_load_secret(path, err, sizeof err);
+    free(path);
+    *curve = *cert ? mc_curve_new(loop, err, sizeof err) : NULL;
+    for (size_t i = 0; *curve && i < cfg->npeers; i++) {
+        path = mc_sprintf("%s/%s", cfg->curve_dir, cfg->peers[i].name);
+        int bad = mc_curve_load_public(path, keys[i], err, sizeof err) ||
+                  mc_curve_allow(*curve, "bus", cfg->peers[i].name, keys[i], err, sizeof err);
+        free(path);
+        if (bad)
+            mc_curve_destroy(curve);
+    }
+    if (*curve)
+        return 0;
+    mc_error("bus: CURVE between services (MOTCUA_BUS_CURVE_DIR=%s): %s", cfg->curve_dir, err);
+    zcert_destroy(cert);
+    return -1;
+}
+
 mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
 {
     /* czmq would otherwise install its own SIGINT/SIGTERM handlers; the service
      * handles signals on the loop. */
     zsys_handler_set(NULL);
+    mc_curve_t *curve = NULL;
+    zcert_t *cert = NULL;
+    char(*keys)[MC_CURVE_KEY_LEN + 1] = mc_alloc((cfg->npeers ? cfg->npeers : 1) * sizeof *keys);
+    if (cfg->curve_dir && *cfg->curve_dir && curve_setup(loop, cfg, &curve, &cert, keys)) {
+        free(keys);
+        return NULL;
+    }
     zsock_t *router = zsock_new(ZMQ_ROUTER);
     assert(router);
     zsock_set_router_mandatory(router, 1);
     zsock_set_linger(router, 1000); /* let the last Acks out at shutdown */
     zsock_set_rcvhwm(router, 100000);
     zsock_set_sndhwm(router, 100000);
+    if (cert)
+        mc_curve_server(cert, router, "bus");
     if (zsock_bind(router, "%s", cfg->bind) < 0) {
         mc_error("bus: cannot bind %s: %s", cfg->bind, zmq_strerror(zmq_errno()));
         zsock_destroy(&router);
+        mc_curve_destroy(&curve);
+        zcert_destroy(&cert);
+        free(keys);
         return NULL;
     }
     mc_bus_t *bus = mc_new(mc_bus_t);
+    bus->curve = curve;
+    bus->cert = cert;
     bus->loop = loop;
     bus->db = db;
     bus->service = mc_strdup(cfg->service);
@@ -954,8 +1008,14 @@ mc_bus_t *mc_bus_new(uv_loop_t *loop, mc_db_t *db, const mc_bus_config_t *cfg)
     bus->router = mc_zsock_new(loop, &router, on_router_recv, bus);
     bus->stats.bound = 1;
 
-    for (size_t i = 0; i < cfg->npeers; i++)
-        add_peer(bus, &cfg->peers[i]);
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        mc_bus_peer_t def = cfg->peers[i];
+        def.server_key = cert ? keys[i] : NULL;
+        add_peer(bus, &def, cert);
+    }
+    free(keys);
+    if (cert)
+        mc_info("bus: CURVE between services, our key %s", zcert_public_txt(cert));
 
     const char *s = bus->service;
     /* The head of each (destination, dossier) is the oldest undelivered envelope;
@@ -1052,22 +1112,28 @@ size_t mc_bus_peers(const mc_bus_t *bus, mc_bus_peer_stats_t *out, size_t max)
 
 int mc_bus_link(mc_bus_t *bus, const mc_bus_link_t *link, char *err, size_t errlen)
 {
-    if (bus->curve) {
+    if (bus->link_router) {
         snprintf(err, errlen, "the link is already open");
         return -1;
     }
-    mc_curve_peer_t allow[link->npeers ? link->npeers : 1];
-    for (size_t i = 0; i < link->npeers; i++) {
-        allow[i].name = link->peers[i].name;
-        allow[i].public_key = link->peers[i].server_key;
+    for (size_t i = 0; i < link->npeers; i++)
         if (find_peer(bus, link->peers[i].name)) {
             snprintf(err, errlen, "peer %s has the name of a service", link->peers[i].name);
             return -1;
         }
-    }
-    bus->curve = mc_curve_new(bus->loop, link->cert_file, allow, link->npeers, err, errlen);
-    if (!bus->curve)
+    zcert_t *cert = mc_curve_load_secret(link->cert_file, err, errlen);
+    if (!cert)
         return -1;
+    if (!bus->curve && !(bus->curve = mc_curve_new(bus->loop, err, errlen))) {
+        zcert_destroy(&cert);
+        return -1;
+    }
+    for (size_t i = 0; i < link->npeers; i++)
+        if (mc_curve_allow(bus->curve, "link", link->peers[i].name, link->peers[i].server_key, err,
+                           errlen)) {
+            zcert_destroy(&cert);
+            return -1;
+        }
     zsock_t *router = zsock_new(ZMQ_ROUTER);
     assert(router);
     zsock_set_router_mandatory(router, 1);
@@ -1078,21 +1144,22 @@ int mc_bus_link(mc_bus_t *bus, const mc_bus_link_t *link, char *err, size_t errl
     zsock_set_heartbeat_timeout(router, 6000);
     /* A peer's envelope is a few kilobytes; a larger message drops its connection. */
     zsock_set_maxmsgsize(router, LINK_MAX_MSG);
-    mc_curve_server(bus->curve, router);
+    mc_curve_server(cert, router, "link");
     if (zsock_bind(router, "%s", link->bind) < 0) {
         snprintf(err, errlen, "cannot bind the link at %s: %s", link->bind,
                  zmq_strerror(zmq_errno()));
         zsock_destroy(&router);
-        mc_curve_destroy(&bus->curve);
+        zcert_destroy(&cert);
         return -1;
     }
+    bus->link_cert = cert;
     bus->link_router = mc_zsock_new(bus->loop, &router, on_router_recv, bus);
     bus->link_accept = link->accept;
     bus->nlink_accept = link->naccept;
     for (size_t i = 0; i < link->npeers; i++)
-        add_peer(bus, &link->peers[i]);
+        add_peer(bus, &link->peers[i], cert);
     mc_info("bus: link to other provinces at %s, our key %s, %zu peer(s)", link->bind,
-            mc_curve_public_key(bus->curve), link->npeers);
+            zcert_public_txt(cert), link->npeers);
     return 0;
 }
 
@@ -1185,6 +1252,8 @@ void mc_bus_destroy(mc_bus_t **pbus)
     mc_zsock_destroy(&bus->router);
     mc_zsock_destroy(&bus->link_router);
     mc_curve_destroy(&bus->curve);
+    zcert_destroy(&bus->cert);
+    zcert_destroy(&bus->link_cert);
     for (size_t i = 0; i < bus->npeers; i++)
         mc_zsock_destroy(&bus->peers[i]->zs);
     uv_close((uv_handle_t *)&bus->tick, on_timer_closed);

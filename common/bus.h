@@ -60,6 +60,10 @@ typedef struct {
     int batch;           /* envelopes per transaction / per relay claim */
     int lease_ms;        /* first wait for an Ack before sending again */
     int retention_hours; /* delivered outbox rows and inbox ids kept this long */
+    /* The services' key pairs (<dir>/<service>_secret ours, <dir>/<peer> theirs): our
+     * ROUTER admits only the peers' keys, and an envelope whose source is another
+     * service than its key's goes to the dead letters. NULL or "": plain TCP. */
+    const char *curve_dir;
 } mc_bus_config_t;
 
 /* Create the bus of a service (the pool must outlive it). NULL if the ROUTER cannot

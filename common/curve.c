@@ -1,4 +1,4 @@
-/* curve.c: our province's key pair, the allow-list and the ZAP handler (curve.h). */
+/* curve.c: key pairs, allow-lists and the ZAP handler (curve.h). */
 #include "curve.h"
 
 #include <stdlib.h>
@@ -11,12 +11,12 @@
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
 typedef struct {
+    char *domain;
     char *name;
     uint8_t key[32];
 } allowed_t;
 
 struct mc_curve {
-    zcert_t *cert;
     allowed_t *allowed;
     size_t nallowed;
     mc_zsock_t *zap; /* REP */
@@ -29,10 +29,39 @@ int mc_curve_key_valid(const char *s)
     return s && strlen(s) == MC_CURVE_KEY_LEN && zmq_z85_decode(key, s) != NULL;
 }
 
-static const allowed_t *find_key(const mc_curve_t *c, const uint8_t *key)
+zcert_t *mc_curve_load_secret(const char *path, char *err, size_t errlen)
+{
+    zcert_t *cert = path && *path ? zcert_load(path) : NULL;
+    if (!cert) {
+        snprintf(err, errlen, "cannot read the key pair %s (make one with motcuactl curve keygen)",
+                 path && *path ? path : "(none given)");
+        return NULL;
+    }
+    static const uint8_t zero[32];
+    if (memcmp(zcert_secret_key(cert), zero, 32) == 0) {
+        snprintf(err, errlen, "%s holds no secret key (give the _secret file)", path);
+        zcert_destroy(&cert);
+        return NULL;
+    }
+    return cert;
+}
+
+int mc_curve_load_public(const char *path, char out[MC_CURVE_KEY_LEN + 1], char *err, size_t errlen)
+{
+    zcert_t *cert = zcert_load(path);
+    if (!cert) {
+        snprintf(err, errlen, "cannot read the certificate %s", path);
+        return -1;
+    }
+    snprintf(out, MC_CURVE_KEY_LEN + 1, "%s", zcert_public_txt(cert));
+    zcert_destroy(&cert);
+    return 0;
+}
+
+static const allowed_t *find_key(const mc_curve_t *c, const char *domain, const uint8_t *key)
 {
     for (size_t i = 0; i < c->nallowed; i++)
-        if (memcmp(c->allowed[i].key, key, 32) == 0)
+        if (strcmp(c->allowed[i].domain, domain) == 0 && memcmp(c->allowed[i].key, key, 32) == 0)
             return &c->allowed[i];
     return NULL;
 }
@@ -53,10 +82,10 @@ static void on_zap(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
     zframe_t *key = zmsg_pop(req);
     const allowed_t *who = NULL;
     const char *why = "malformed ZAP request";
-    if (version && strcmp(version, "1.0") == 0 && request_id && mechanism) {
+    if (version && strcmp(version, "1.0") == 0 && request_id && mechanism && domain) {
         why = "only CURVE is accepted";
         if (strcmp(mechanism, "CURVE") == 0 && key && zframe_size(key) == 32) {
-            who = find_key(c, zframe_data(key));
+            who = find_key(c, domain, zframe_data(key));
             why = "key not in the allow-list";
         }
     }
@@ -65,11 +94,13 @@ static void on_zap(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
         zmq_z85_encode(z85, zframe_data(key), 32);
     if (who) {
         c->admitted++;
-        mc_info("curve: admitted %s (key %s) from %s", who->name, z85, address ? address : "?");
+        mc_info("curve: admitted %s (key %s) from %s on the %s", who->name, z85,
+                address ? address : "?", domain);
     } else {
         c->refused++;
-        mc_warn("curve: refused a connection from %s: %s (key %s, mechanism %s)",
-                address ? address : "?", why, z85, mechanism ? mechanism : "?");
+        mc_warn("curve: refused a connection from %s on the %s: %s (key %s, mechanism %s)",
+                address ? address : "?", domain ? domain : "?", why, z85,
+                mechanism ? mechanism : "?");
     }
     zmsg_t *rep = zmsg_new();
     zmsg_addstr(rep, "1.0");
@@ -93,62 +124,46 @@ static void on_zap(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
     zmsg_destroy(pmsg);
 }
 
-mc_curve_t *mc_curve_new(uv_loop_t *loop, const char *cert_file, const mc_curve_peer_t *peers,
-                         size_t npeers, char *err, size_t errlen)
+mc_curve_t *mc_curve_new(uv_loop_t *loop, char *err, size_t errlen)
 {
-    zcert_t *cert = cert_file && *cert_file ? zcert_load(cert_file) : NULL;
-    if (!cert) {
-        snprintf(err, errlen, "cannot read the key pair %s (make one with motcuactl curve keygen)",
-                 cert_file && *cert_file ? cert_file : "(none given)");
-        return NULL;
-    }
-    static const uint8_t zero[32];
-    if (memcmp(zcert_secret_key(cert), zero, 32) == 0) {
-        snprintf(err, errlen, "%s holds no secret key (give the _secret file)", cert_file);
-        zcert_destroy(&cert);
-        return NULL;
-    }
-    mc_curve_t *c = mc_new(mc_curve_t);
-    c->cert = cert;
-    c->allowed = mc_alloc((npeers ? npeers : 1) * sizeof *c->allowed);
-    for (size_t i = 0; i < npeers; i++) {
-        if (!peers[i].name || !*peers[i].name || !mc_curve_key_valid(peers[i].public_key)) {
-            snprintf(err, errlen, "peer %zu (%s): a name and a 40-character Z85 public key", i,
-                     peers[i].name ? peers[i].name : "?");
-            mc_curve_destroy(&c);
-            return NULL;
-        }
-        c->allowed[i].name = mc_strdup(peers[i].name);
-        zmq_z85_decode(c->allowed[i].key, peers[i].public_key);
-        c->nallowed++;
-    }
     zsock_t *rep = zsock_new(ZMQ_REP);
     if (!rep || zsock_bind(rep, ZAP_ENDPOINT) < 0) {
         snprintf(err, errlen, "cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
         zsock_destroy(&rep);
-        mc_curve_destroy(&c);
         return NULL;
     }
     zsock_set_linger(rep, 0);
+    mc_curve_t *c = mc_new(mc_curve_t);
     c->zap = mc_zsock_new(loop, &rep, on_zap, c);
     return c;
 }
 
-const char *mc_curve_public_key(const mc_curve_t *c)
+int mc_curve_allow(mc_curve_t *c, const char *domain, const char *name, const char *public_key,
+                   char *err, size_t errlen)
 {
-    return zcert_public_txt(c->cert);
+    if (!name || !*name || !mc_curve_key_valid(public_key)) {
+        snprintf(err, errlen, "%s: a name and a 40-character Z85 public key are required",
+                 name && *name ? name : "(no name)");
+        return -1;
+    }
+    c->allowed = mc_realloc(c->allowed, (c->nallowed + 1) * sizeof *c->allowed);
+    allowed_t *a = &c->allowed[c->nallowed++];
+    a->domain = mc_strdup(domain);
+    a->name = mc_strdup(name);
+    zmq_z85_decode(a->key, public_key);
+    return 0;
 }
 
-void mc_curve_server(mc_curve_t *c, zsock_t *sock)
+void mc_curve_server(zcert_t *cert, zsock_t *sock, const char *domain)
 {
-    zcert_apply(c->cert, sock);
+    zcert_apply(cert, sock);
     zsock_set_curve_server(sock, 1);
-    zsock_set_zap_domain(sock, "motcua");
+    zsock_set_zap_domain(sock, domain);
 }
 
-void mc_curve_client(mc_curve_t *c, zsock_t *sock, const char *server_key)
+void mc_curve_client(zcert_t *cert, zsock_t *sock, const char *server_key)
 {
-    zcert_apply(c->cert, sock);
+    zcert_apply(cert, sock);
     zsock_set_curve_serverkey(sock, server_key);
 }
 
@@ -164,10 +179,11 @@ void mc_curve_destroy(mc_curve_t **pc)
     if (!c)
         return;
     mc_zsock_destroy(&c->zap);
-    for (size_t i = 0; i < c->nallowed; i++)
+    for (size_t i = 0; i < c->nallowed; i++) {
+        free(c->allowed[i].domain);
         free(c->allowed[i].name);
+    }
     free(c->allowed);
-    zcert_destroy(&c->cert);
     free(c);
     *pc = NULL;
 }

@@ -50,6 +50,9 @@ static const mc_conf_item_t config_table[] = {
      "first wait for an Ack before sending again (doubles per attempt, max 30 s)"},
     {"MOTCUA_BUS_RETENTION_HOURS", MC_CONF_INT, OFF(bus_retention_hours), "168", 1, 87600, NULL,
      "hours delivered outbox rows and handled inbox ids are kept"},
+    {"MOTCUA_BUS_CURVE_DIR", MC_CONF_STRING, OFF(bus_curve_dir), "", 0, 0, NULL,
+     "folder of the services' key pairs (<service> and <service>_secret, made by motcuactl "
+     "curve keygen): the bus between services runs over CURVE (\"\": plain TCP)"},
     {"MOTCUA_HTTP_MAX_BODY", MC_CONF_INT, OFF(max_body), "1048576", 1024, 104857600, NULL,
      "largest accepted request body in bytes"},
     {"MOTCUA_LOG_LEVEL", MC_CONF_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error",
@@ -402,7 +405,8 @@ mc_service_t *mc_service_new(const char *name, int argc, char **argv,
                           .npeers = MC_COUNT(svc->peers),
                           .batch = (int)svc->cfg.bus_batch,
                           .lease_ms = (int)svc->cfg.bus_lease_ms,
-                          .retention_hours = (int)svc->cfg.bus_retention_hours};
+                          .retention_hours = (int)svc->cfg.bus_retention_hours,
+                          .curve_dir = svc->cfg.bus_curve_dir};
     svc->bus = mc_bus_new(&svc->loop, svc->db, &bc);
     if (!svc->bus)
         exit(1);

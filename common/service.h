@@ -31,6 +31,7 @@ typedef struct {
     long bus_batch;
     long bus_lease_ms;
     long bus_retention_hours;
+    char *bus_curve_dir; /* MOTCUA_BUS_CURVE_DIR: the services' key pairs ("": plain bus) */
     long max_body;
     int log_level;
     int log_format;

@@ -30,7 +30,7 @@
 # var/run/<name>.pid, var/run/supervisor.pid, var/pg (the database cluster),
 # var/demo-keys.json (demo API keys, made by `motcuactl keys demo` once all is ready),
 # var/curve/ (the key pairs of our province H99 and of the sandbox's peer province H98,
-# made by `motcuactl curve keygen` once) and var/peers.json (the link's allow-list),
+# and in var/curve/services one per service, made by `motcuactl curve keygen` once) and var/peers.json (the link's allow-list),
 # var/intake-integrator.key (the demo integrator key interconnect and postal submit
 # dossiers to intake with).
 set -euo pipefail
@@ -400,6 +400,23 @@ province_link() {
     export MOTCUA_SANDBOX_PEER_TARGET_KEY="$ours"
 }
 
+# The bus between our services runs over CURVE too: a key pair per service, made once
+# into var/curve/services (MOTCUA_BUS_CURVE_DIR; set it empty for a plain bus).
+service_keys() {
+    local ctl="$BIN_DIR/motcuactl" s dir="$CURVE_DIR/services"
+    [ -n "${MOTCUA_BUS_CURVE_DIR-x}" ] || return 0
+    [ -x "$ctl" ] || return 0
+    mkdir -p "$dir"
+    for s in "${SERVICES[@]}"; do
+        if [ ! -f "$dir/${s}_secret" ]; then
+            rm -f "$dir/$s"
+            "$ctl" curve keygen "$s" "$dir/$s" >/dev/null ||
+                { say "warning: no key pair for $s; the bus stays plain"; return 0; }
+        fi
+    done
+    export MOTCUA_BUS_CURVE_DIR="${MOTCUA_BUS_CURVE_DIR:-$dir}"
+}
+
 # Wait until every process answers its probe with 200, or fail naming the laggards.
 wait_ready() {
     local sup="$1" deadline=$((SECONDS + READY_TIMEOUT)) name pending next_note=$((SECONDS + 5))
@@ -456,6 +473,7 @@ start_all() { # sets SUP_PID
     export MOTCUA_INSURANCE_TOKEN="${MOTCUA_INSURANCE_TOKEN:-sandbox-insurance-token}"
     export MOTCUA_TAX_TOKEN="${MOTCUA_TAX_TOKEN:-sandbox-tax-token}"
     province_link
+    service_keys
     save_state
 
     rm -f "$RUN_DIR"/*.pid

@@ -1,6 +1,8 @@
-/* curve.c: motcuactl curve keygen — a province's key pair for the bus between
- * provinces (common/curve.h). Two czmq certificate files: FILE (public, to give to
- * the peer provinces for their allow-lists) and FILE_secret (stays here, mode 0600). */
+/* curve.c: motcuactl curve keygen — a key pair for the bus over CURVE (common/curve.h):
+ * a province's, for the link between provinces, or a service's, for the bus between a
+ * province's services (MOTCUA_BUS_CURVE_DIR holds <service> and <service>_secret). Two
+ * czmq certificate files: FILE (public, for the others' allow-lists) and FILE_secret
+ * (stays where it is used, mode 0600). */
 #include <czmq.h>
 #include <errno.h>
 #include <string.h>
@@ -12,9 +14,11 @@
 int ctl_curve_keygen(ctl_t *ctl)
 {
     const char *name = ctl->args[0], *path = ctl->args[1];
-    if (!*name || strlen(name) > 31 ||
-        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(name)) {
-        ctl_error("'%s' is not a province code (capital letters and digits, e.g. H99)", name);
+    static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+    if (!*name || strlen(name) > 31 || strspn(name, ok) != strlen(name)) {
+        ctl_error("'%s' is not a name for a key pair: a province code (H99) or a service "
+                  "(intake): letters, digits, - and _",
+                  name);
         return CTL_USAGE;
     }
     char *secret = mc_sprintf("%s_secret", path);
@@ -24,7 +28,7 @@ int ctl_curve_keygen(ctl_t *ctl)
         return CTL_FAIL;
     }
     zcert_t *cert = zcert_new();
-    zcert_set_meta(cert, "province", "%s", name);
+    zcert_set_meta(cert, "name", "%s", name);
     zcert_set_meta(cert, "created-by", "motcuactl curve keygen");
     mode_t old = umask(077);
     int rc = zcert_save(cert, path);
@@ -37,12 +41,12 @@ int ctl_curve_keygen(ctl_t *ctl)
     }
     chmod(path, 0644); /* the public half may be read by anyone */
     if (ctl->json) {
-        json_t *out = json_pack("{s:s, s:s, s:s, s:s}", "province", name, "public_key",
+        json_t *out = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "public_key",
                                 zcert_public_txt(cert), "public_file", path, "secret_file", secret);
         ctl_json_print(&out);
     } else {
-        printf("province   %s\npublic key %s\npublic     %s (give it to the peer provinces)\n"
-               "secret     %s (MOTCUA_INTERCONNECT_CERT; keep it here)\n",
+        printf("name       %s\npublic key %s\npublic     %s (for the others' allow-lists)\n"
+               "secret     %s (stays where it is used)\n",
                name, zcert_public_txt(cert), path, secret);
     }
     zcert_destroy(&cert);

@@ -67,8 +67,8 @@ static const ctl_command_t commands[] = {
      "the one-stop report of an agency's subtree (routing's /v1/stats; key or MOTCUA_API_KEY)"},
     {"import", ctl_import, 1, 1, 0, "FILE",
      "historical dossiers from a legacy one-stop system (JSON lines): all of them, or none"},
-    {"curve keygen", ctl_curve_keygen, 2, 2, CTL_OPT_JSON, "PROVINCE FILE [--json]",
-     "a province's key pair for the bus between provinces: FILE (public) and FILE_secret"},
+    {"curve keygen", ctl_curve_keygen, 2, 2, CTL_OPT_JSON, "NAME FILE [--json]",
+     "a key pair for the bus over CURVE (a province's, a service's): FILE and FILE_secret"},
     {"help", help, 0, 2, 0, "[COMMAND]", "this list, or one command's usage"},
 };
 
