@@ -38,7 +38,8 @@ BINS := $(addprefix $(BUILD)/bin/motcua-,$(SERVICES)) $(BUILD)/bin/motcuactl $(B
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT := $(BUILD)/bin/unit-tests
 
-.PHONY: all deps test unit system run up down bench format format-check clean help compose-check
+.PHONY: all deps test unit system run up down bench format format-check clean help compose-check \
+	fuzz fuzz-build fuzz-targets
 .DEFAULT_GOAL := all
 # Generated sources (protobuf, embedded SQL) are kept, not deleted as intermediates.
 .SECONDARY: $(PROTO_C) $(PROTO_C:.c=.h) $(BUILD)/gen/common_sql.c $(BUILD)/gen/probe_sql.c \
@@ -49,7 +50,8 @@ all: deps-quiet $(BINS) $(UNIT)
 help:
 	@echo "make            build the six services, motcuactl and the unit tests (build/release)"
 	@echo "make deps       install missing Debian packages (apt-get)"
-	@echo "make test       sanitizer build + all tests (unit, system, crash); ends with 'N passed, N failed'"
+	@echo "make test       sanitizer build + all tests (unit, fuzz, system, crash); ends with 'N passed, N failed'"
+	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (60) each (build/fuzz)"
 	@echo "make run        start PostgreSQL in ./var, the services and the sandbox; follow logs; Ctrl-C stops"
 	@echo "make up/down    the same in the background / stop everything"
 	@echo "make bench      measure the bus and intake; writes bench/RESULTS.md"
@@ -114,10 +116,43 @@ $(UNIT): $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC)) $(LIB)
 # ---- tests ----
 test: deps-quiet
 	@$(MAKE) --no-print-directory SAN=1 all
+	@$(MAKE) --no-print-directory fuzz-build
 	@MOTCUA_BUILD=$(CURDIR)/build/san bash tests/run.sh
 
 unit: all
 	@$(UNIT)
+
+# ---- fuzzing (libFuzzer, clang) ----
+# The targets (tests/fuzz/fuzz_*.c) link a copy of common/ (and the service files they
+# fuzz) compiled by clang with the same sanitizers into build/fuzz: a second run of
+# this Makefile with BUILD=build/fuzz reuses the generated-code and object rules.
+FUZZ_DIR := build/fuzz
+FUZZ_CC ?= clang
+FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_NAMES))
+# Service files compiled into the targets: they depend on no running service.
+FUZZ_SERVICE_SRC := services/payment/vnpay.c services/intake/submit.c
+FUZZ_SECONDS ?= 60
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || sh mk/deps.sh
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=$(FUZZ_CC) OPT="$(FUZZ_OPT)" fuzz-targets
+
+fuzz-targets: $(FUZZ_BINS)
+
+FUZZ_SERVICE_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(FUZZ_SERVICE_SRC))
+FUZZ_INC := -Itests/fuzz $(addprefix -I,$(sort $(dir $(FUZZ_SERVICE_SRC))))
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/request.c tests/fuzz/fuzz.h $(FUZZ_SERVICE_OBJ) $(LIB)
+	$(Q)$(call say,FUZZ,$@)$(CC) $(CPPFLAGS) $(FUZZ_INC) $(filter-out -MMD -MP,$(CFLAGS)) \
+	  $(PKG_CFLAGS) -fsanitize=fuzzer -o $@ $< tests/fuzz/request.c $(FUZZ_SERVICE_OBJ) $(LIB) $(LDLIBS)
+
+# Each target from its corpus (tests/fuzz/corpus/<name>) for FUZZ_SECONDS; new inputs
+# go to build/fuzz/corpus/<name>, crashes to build/fuzz/crashes/.
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 # ---- running ----
 run: deps-quiet all

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Install the Debian packages motcua needs, only those that are missing.
+# clang and libclang-rt-dev (libFuzzer and the sanitizer runtimes, only recommended by
+# clang) build the fuzz targets.
 # Idempotent and quiet when everything is already there.
 set -eu
-PKGS="build-essential pkg-config
+PKGS="build-essential pkg-config clang libclang-rt-dev
 libuv1-dev libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libpq-dev postgresql postgresql-contrib libh2o-dev libssl-dev libjansson-dev
 libcurl4-openssl-dev libsodium-dev libcmocka-dev

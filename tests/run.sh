@@ -2,6 +2,8 @@
 # tests/run.sh: run every test of motcua and end with one line "N passed, N failed".
 #
 #   unit    cmocka groups (tests/unit), against a private PostgreSQL made by mk/pg.sh
+#   fuzz    each libFuzzer target of tests/fuzz (build/fuzz) for FUZZ_TEST_SECONDS (3)
+#           from its corpus: one test per target; a crash keeps its input
 #   system  Python black-box tests (tests/system/test_*.py): real binaries, real
 #           PostgreSQL, real ZeroMQ and HTTP on loopback, SIGKILL and restarts
 #
@@ -45,6 +47,17 @@ else
 fi
 bash mk/pg.sh destroy "$work/pg" >/dev/null 2>&1 || true
 unset MOTCUA_TEST_DATABASE_URL
+
+echo "== fuzz targets (build/fuzz, ${FUZZ_TEST_SECONDS:-3} s each)"
+bash tests/fuzz/run.sh "${FUZZ_TEST_SECONDS:-3}" 2>&1 | tee "$work/fuzz.out"
+line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' "$work/fuzz.out" | tail -n 1)
+if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | sed -E 's/^fuzz: ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+else
+    echo "fuzz targets crashed before their summary" >&2
+    failed=$((failed + 1))
+fi
 
 echo "== system tests"
 (cd tests/system && $PY run.py "$@") 2>&1 | tee "$work/system.out"

@@ -52,14 +52,7 @@ typedef struct {
 
 /* ---------------------------------------------------------------- validation */
 
-typedef struct {
-    int status;
-    const char *code;
-    char message[200];
-    char field[64];
-} verdict_t;
-
-static int refuse(verdict_t *v, int status, const char *field, const char *message)
+static int refuse(submit_verdict_t *v, int status, const char *field, const char *message)
 {
     v->status = status;
     v->code = status == 422 ? "rule_violation" : "invalid";
@@ -68,7 +61,7 @@ static int refuse(verdict_t *v, int status, const char *field, const char *messa
     return -1;
 }
 
-static int forbid(verdict_t *v, const char *field, const char *message)
+static int forbid(submit_verdict_t *v, const char *field, const char *message)
 {
     refuse(v, 403, field, message);
     v->code = "forbidden";
@@ -108,7 +101,7 @@ static int digits_only(const char *s)
     return 1;
 }
 
-static int validate_applicant(json_t *a, verdict_t *v)
+static int validate_applicant(json_t *a, submit_verdict_t *v)
 {
     static const struct {
         const char *name;
@@ -151,7 +144,7 @@ static int validate_applicant(json_t *a, verdict_t *v)
     return 0;
 }
 
-static int validate_documents(json_t *docs, verdict_t *v)
+static int validate_documents(json_t *docs, submit_verdict_t *v)
 {
     if (!docs)
         return 0;
@@ -184,7 +177,7 @@ static int validate_documents(json_t *docs, verdict_t *v)
 
 /* "national_portal" or "province:<code>"; ids of the other system: letters, digits and
  * . _ - / : (64 bytes at most). */
-static int validate_reference(json_t *ref, verdict_t *v)
+static int validate_reference(json_t *ref, submit_verdict_t *v)
 {
     if (!ref || json_is_null(ref))
         return 0;
@@ -211,7 +204,7 @@ static int validate_reference(json_t *ref, verdict_t *v)
     return 0;
 }
 
-static int validate(json_t *in, const char **agency, verdict_t *v)
+int submit_validate(json_t *in, const char **agency, submit_verdict_t *v)
 {
     int bad = 0;
     const char *procedure = member(in, "procedure", 64, &bad);
@@ -255,7 +248,7 @@ static int officer_only(const mc_principal_t *who, json_t *in)
 }
 
 /* An officer receives dossiers at their own agency's desk: 0, or a 403 verdict. */
-static int desk_check(const mc_principal_t *who, const char *agency, verdict_t *v)
+static int desk_check(const mc_principal_t *who, const char *agency, submit_verdict_t *v)
 {
     if (who->agency[0] && strcmp(who->agency, agency) == 0)
         return 0;
@@ -269,7 +262,7 @@ static int desk_check(const mc_principal_t *who, const char *agency, verdict_t *
 
 /* What can be decided before the catalog is read (see the top of the file): 0, or a
  * 403 verdict. `agency` is the body's, NULL if it names none. */
-static int entitled(const mc_principal_t *who, json_t *in, const char *agency, verdict_t *v)
+static int entitled(const mc_principal_t *who, json_t *in, const char *agency, submit_verdict_t *v)
 {
     json_t *ref = json_object_get(in, "reference");
     if (ref && !json_is_null(ref) && !(who->scopes & SUBMIT_ANYWHERE))
@@ -592,7 +585,7 @@ static void insert_dossier(submit_t *s)
 /* ---------------------------------------------------------------- the catalog's rules */
 
 /* Check the submission against its procedure; 0, or a verdict for the reply. */
-static int check_against_catalog(submit_t *s, json_t *desk, verdict_t *v)
+static int check_against_catalog(submit_t *s, json_t *desk, submit_verdict_t *v)
 {
     json_t *in = s->in, *proc = s->proc;
     const char *channel = json_string_value(json_object_get(in, "channel"));
@@ -642,7 +635,7 @@ static void on_procedure(mc_db_conn_t *conn, PGresult *res, int status, void *ar
         fail(s, res, status, "catalog");
         return;
     }
-    verdict_t v;
+    submit_verdict_t v;
     if (PQntuples(res) == 1 && !(s->proc = json_loads(PQgetvalue(res, 0, 0), 0, NULL))) {
         fail(s, NULL, MC_EDECODE, "catalog (the procedure)");
         return;
@@ -708,7 +701,7 @@ static void on_replay_read(mc_db_conn_t *conn, PGresult *res, int status, void *
         fail(s, res, status, "idempotency lookup");
         return;
     }
-    verdict_t v;
+    submit_verdict_t v;
     if (strcmp(PQgetvalue(res, 0, 0), s->hash) != 0) {
         mc_http_reply_error(s->req, 409, "idempotency_conflict",
                             "this Idempotency-Key was used with a different request",
@@ -786,8 +779,8 @@ static void submit_as(mc_http_req_t *req, const mc_principal_t *who, void *arg)
     if (!in)
         return; /* 400 already sent */
     const char *agency = NULL;
-    verdict_t v;
-    if (validate(in, &agency, &v) || entitled(who, in, agency, &v)) {
+    submit_verdict_t v;
+    if (submit_validate(in, &agency, &v) || entitled(who, in, agency, &v)) {
         mc_http_reply_error(req, v.status, v.code, v.message, v.field);
         json_decref(in);
         return;
