@@ -129,9 +129,52 @@ uint8_t *mc_envelope_encode(const mc_envelope_t *env, size_t *len)
     return buf;
 }
 
+/* The largest field number protobuf allows (2^29 - 1). */
+#define MAX_FIELD_NUMBER 536870911u
+
+/* 1 if every field of m and of its sub-messages, unknown ones included, has a field
+ * number protobuf allows. protobuf-c 1.4 checks for field number 0 only when the tag
+ * is one byte: written as an overlong varint (0x82 0x00) it is taken, and so is a
+ * number beyond 2^29 - 1, and kept as an unknown field that it then packs as bytes no
+ * decoder accepts (field 0) or as another field (the number cut to 29 bits). */
+static int field_numbers_valid(const ProtobufCMessage *m)
+{
+    for (size_t i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0 || m->unknown_fields[i].tag > MAX_FIELD_NUMBER)
+            return 0;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue; /* another member of the oneof is set */
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *subs = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (!field_numbers_valid(subs[k]))
+                    return 0;
+        } else {
+            const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+            if (sub && !field_numbers_valid(sub))
+                return 0;
+        }
+    }
+    return 1;
+}
+
 mc_envelope_t *mc_envelope_decode(const uint8_t *data, size_t len)
 {
-    return motcua__v1__envelope__unpack(NULL, len, data);
+    mc_envelope_t *env = motcua__v1__envelope__unpack(NULL, len, data);
+    /* Envelopes are stored and passed on re-encoded (a peer's HandoffRequested is kept
+     * packed in interconnect's table): one that would not decode again is refused now,
+     * as undecodable, rather than planted where a later reader fails on it. */
+    if (env && !field_numbers_valid(&env->base))
+        mc_envelope_free(&env);
+    return env;
 }
 
 void mc_envelope_free(mc_envelope_t **env)

@@ -37,7 +37,9 @@ void mc_envelope_free_stamp(mc_envelope_t *env);
 
 /* Encode to a newly allocated buffer; the caller frees it. */
 uint8_t *mc_envelope_encode(const mc_envelope_t *env, size_t *len);
-/* Decode; NULL if the bytes are not an Envelope. Free with mc_envelope_free. */
+/* Decode; NULL if the bytes are not an Envelope, or hold a field number protobuf does
+ * not allow (0, or beyond 2^29 - 1: it would not survive re-encoding). Free with
+ * mc_envelope_free. */
 mc_envelope_t *mc_envelope_decode(const uint8_t *data, size_t len);
 void mc_envelope_free(mc_envelope_t **env);
 

@@ -310,6 +310,14 @@ static void decode_garbage_is_null(void **state)
     assert_null(mc_envelope_decode(bad_wire_type, sizeof bad_wire_type));
     assert_null(mc_envelope_decode(len_past_end, sizeof len_past_end));
     assert_null(mc_envelope_decode((const uint8_t *)json, sizeof json - 1));
+    /* Field number 0 written as an overlong varint, and 2^29: protobuf-c takes both
+     * as unknown fields but could not give them back (found by tests/fuzz). */
+    static const uint8_t field_zero[] = {0x82, 0x00, 0x00};
+    static const uint8_t field_too_big[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0x00};
+    static const uint8_t nested_field_zero[] = {0xca, 0x02, 0x03, 0x82, 0x00, 0x00};
+    assert_null(mc_envelope_decode(field_zero, sizeof field_zero));
+    assert_null(mc_envelope_decode(field_too_big, sizeof field_too_big));
+    assert_null(mc_envelope_decode(nested_field_zero, sizeof nested_field_zero));
 
     /* A valid envelope cut short is not an envelope either. */
     Motcua__V1__BusProbe probe = MOTCUA__V1__BUS_PROBE__INIT;
