@@ -79,11 +79,14 @@ static size_t append_quoted(char *buf, size_t len, size_t cap, const char *s)
     return len;
 }
 
+/* Append s, cut to what fits. len may already be cap: a quoted value that reached the
+ * end of the line takes its last byte, and nothing more fits. */
 static size_t append(char *buf, size_t len, size_t cap, const char *s)
 {
+    size_t room = len + 1 < cap ? cap - len - 1 : 0;
     size_t n = strlen(s);
-    if (len + n >= cap)
-        n = cap - len - 1;
+    if (n > room)
+        n = room;
     memcpy(buf + len, s, n);
     return len + n;
 }

@@ -264,6 +264,26 @@ static void long_message_stays_one_valid_line(void **state)
     assert_string_equal(buf + len - 3, "a\"\n");
 }
 
+/* A trace id that fills the line (a peer's envelope, an X-Trace-Id header) followed by
+ * a dossier code that is quoted: the line is cut, never written past (found by
+ * tests/fuzz/fuzz_log.c; it was a memcpy of SIZE_MAX bytes). */
+static void long_trace_fills_the_line(void **state)
+{
+    (void)state;
+    static char buf[16384];
+    static char trace[4100];
+    memset(trace, 'a', sizeof trace - 1);
+    trace[sizeof trace - 1] = '\0';
+    for (int json = 0; json <= 1; json++) {
+        mc_log_init("intake", MC_LOG_INFO, json);
+        CAPTURE(buf, mc_logd(MC_LOG_WARN, trace, "H99 1", "refused"));
+        size_t len = strlen(buf);
+        assert_true(len > 4000 && len <= 4096);
+        assert_int_equal(count_char(buf, '\n'), 1);
+        assert_int_equal(buf[len - 1], '\n');
+    }
+}
+
 static void service_name_truncated(void **state)
 {
     (void)state;
@@ -289,6 +309,7 @@ static const struct CMUnitTest tests[] = {
     T(outside_values_cannot_forge_lines),
     T(level_filtering),
     T(long_message_stays_one_valid_line),
+    T(long_trace_fills_the_line),
     T(service_name_truncated),
 };
 MC_TEST_GROUP(log, tests, NULL, NULL);
