@@ -145,10 +145,17 @@ void mc_log_(mc_log_level_t level, const char *trace, const char *dossier, const
     len = append_field(line, len, cap, "ts", ts, 0);
     len = append_field(line, len, cap, "service", log_service, 0);
     len = append_field(line, len, cap, "level", level_names[level], 0);
-    if (trace && *trace)
-        len = append_field(line, len, cap, "trace", trace, 0);
-    if (dossier && *dossier)
-        len = append_field(line, len, cap, "dossier", dossier, 0);
+    /* Both may come from outside (a header, a peer's envelope): at most 128 bytes each
+     * here, so that the message always has room in the line. */
+    char shortened[129];
+    if (trace && *trace) {
+        snprintf(shortened, sizeof shortened, "%s", trace);
+        len = append_field(line, len, cap, "trace", shortened, 0);
+    }
+    if (dossier && *dossier) {
+        snprintf(shortened, sizeof shortened, "%s", dossier);
+        len = append_field(line, len, cap, "dossier", shortened, 0);
+    }
     len = append_field(line, len, cap, "msg", masked, 1);
     if (log_json)
         line[len++] = '}';

@@ -264,9 +264,10 @@ static void long_message_stays_one_valid_line(void **state)
     assert_string_equal(buf + len - 3, "a\"\n");
 }
 
-/* A trace id that fills the line (a peer's envelope, an X-Trace-Id header) followed by
- * a dossier code that is quoted: the line is cut, never written past (found by
- * tests/fuzz/fuzz_log.c; it was a memcpy of SIZE_MAX bytes). */
+/* A trace id that would fill the line (a peer's envelope, an X-Trace-Id header)
+ * followed by a dossier code that is quoted: never written past (found by
+ * tests/fuzz/fuzz_log.c; it was a memcpy of SIZE_MAX bytes), and the trace is cut to 128
+ * bytes so that the message still has its place. */
 static void long_trace_fills_the_line(void **state)
 {
     (void)state;
@@ -278,9 +279,16 @@ static void long_trace_fills_the_line(void **state)
         mc_log_init("intake", MC_LOG_INFO, json);
         CAPTURE(buf, mc_logd(MC_LOG_WARN, trace, "H99 1", "refused"));
         size_t len = strlen(buf);
-        assert_true(len > 4000 && len <= 4096);
+        assert_true(len > 128 && len < 400);
         assert_int_equal(count_char(buf, '\n'), 1);
         assert_int_equal(buf[len - 1], '\n');
+        assert_non_null(strstr(buf, json ? "\"msg\":\"refused\"" : "msg=\"refused\""));
+        char cut[130];
+        memset(cut, 'a', 129);
+        cut[129] = '\0';
+        assert_null(strstr(buf, cut)); /* 129 a's: one too many */
+        cut[128] = '\0';
+        assert_non_null(strstr(buf, cut));
     }
 }
 
