@@ -33,6 +33,14 @@
 # and in var/curve/services one per service, made by `motcuactl curve keygen` once) and var/peers.json (the link's allow-list),
 # var/intake-integrator.key (the demo integrator key interconnect and postal submit
 # dossiers to intake with).
+#
+# The front door: nginx (`nginx` process, GET /healthz on MOTCUA_FRONT_PORT, default
+# 8000) with var/nginx/nginx.conf, made by deploy/nginx/local-conf.sh from
+# deploy/nginx/nginx.conf (docker-compose's) with 127.0.0.1 and the ports above; it
+# routes /v1/..., /health/<service> and serves the operator console (deploy/console) at
+# /console/. Its pid and temporary files are in var/nginx, its log in var/log/nginx.log;
+# as root its workers run as www-data (MOTCUA_FRONT_USER). Without nginx installed the
+# suite runs without a front door (a warning says so).
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")"
@@ -46,12 +54,16 @@ BIN_DIR="${MOTCUA_BIN_DIR:-$ROOT/build/release/bin}"
 case "$BIN_DIR" in /*) ;; *) BIN_DIR="$PWD/$BIN_DIR" ;; esac
 PYTHON="${MOTCUA_PYTHON:-/usr/bin/python3}"
 SANDBOX_PY="$ROOT/deploy/sandbox/sandbox.py"
+NGINX="${MOTCUA_NGINX:-$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)}"
+FRONT_DIR="$VAR/nginx"
+FRONT_CONF="$FRONT_DIR/nginx.conf"
 
 SERVICES=(intake routing interconnect payment postal notify)
 declare -A DEFAULT_PORT=([intake]=8080 [routing]=8081 [interconnect]=8082
     [payment]=8083 [postal]=8084 [notify]=8085)
 PG_PORT="${MOTCUA_PG_PORT:-5433}"
 SANDBOX_PORT="${MOTCUA_SANDBOX_PORT:-8090}"
+FRONT_PORT="${MOTCUA_FRONT_PORT:-8000}"
 READY_TIMEOUT="${MOTCUA_READY_TIMEOUT:-60}"
 STOP_TIMEOUT=10
 MARK="MOTCUA_SUPERVISOR_ROOT=$VAR"
@@ -80,13 +92,14 @@ check_host() {
 }
 
 have_sandbox() { [ -f "$SANDBOX_PY" ]; }
+have_front() { [ -x "$NGINX" ]; }
 
 # The settings of the running copy (ports, database) are saved at start so that
 # `status` and a second `up` probe the right ports whatever this shell's environment.
 save_state() {
     local v
     {
-        for v in MOTCUA_DATABASE_URL MOTCUA_HTTP_HOST MOTCUA_SANDBOX_PORT $(compgen -v | grep '^MOTCUA_.*_HTTP_PORT$'); do
+        for v in MOTCUA_DATABASE_URL MOTCUA_HTTP_HOST MOTCUA_SANDBOX_PORT MOTCUA_FRONT_PORT $(compgen -v | grep '^MOTCUA_.*_HTTP_PORT$'); do
             printf 'export %s=%q\n' "$v" "${!v}"
         done
     } >"$RUN_DIR/run.env"
@@ -96,20 +109,25 @@ load_state() {
         # shellcheck disable=SC1091
         . "$RUN_DIR/run.env"
         SANDBOX_PORT="$MOTCUA_SANDBOX_PORT"
+        FRONT_PORT="${MOTCUA_FRONT_PORT:-$FRONT_PORT}"
     fi
 }
 
-# Every supervised process by name: sandbox first (the services talk to it).
+# Every supervised process by name: sandbox first (the services talk to it), the
+# front door last.
 proc_names() {
     have_sandbox && echo sandbox
     local s
     for s in "${SERVICES[@]}"; do echo "motcua-$s"; done
+    have_front && echo nginx
+    return 0
 }
 
 # name -> "port path" of its readiness probe
 probe_of() {
     case "$1" in
     sandbox) echo "$SANDBOX_PORT /healthz" ;;
+    nginx) echo "$FRONT_PORT /healthz" ;;
     motcua-*) echo "$(svc_port "${1#motcua-}") /readyz" ;;
     esac
 }
@@ -237,6 +255,8 @@ supervise() {
         [ "$stopping" -eq 1 ] && break
         if [ "$name" = sandbox ]; then
             keep_running sandbox "$PYTHON" "$SANDBOX_PY" &
+        elif [ "$name" = nginx ]; then
+            keep_running nginx "$NGINX" -e stderr -p "$FRONT_DIR/" -c "$FRONT_CONF" &
         else
             keep_running "$name" "$BIN_DIR/$name" &
         fi
@@ -284,6 +304,7 @@ preflight() {
     else
         say "warning: $SANDBOX_PY not found; running without the sandbox"
     fi
+    have_front || say "warning: nginx not found ($NGINX); running without the front door and console (sh mk/deps.sh installs it)"
     local name port path busy=""
     for name in $(proc_names); do
         read -r port path <<<"$(probe_of "$name")"
@@ -302,6 +323,10 @@ print_block() {
         printf '  %-20s http://%s:%s/healthz  /readyz  /metrics\n' "motcua-$s" "$h" "$port"
     done
     have_sandbox && printf '  %-20s http://%s:%s/\n' "sandbox" "127.0.0.1" "$SANDBOX_PORT"
+    if have_front; then
+        printf '  %-20s http://%s:%s/v1/...  /health/<service>\n' "front door (nginx)" "$h" "$FRONT_PORT"
+        printf '  %-20s http://%s:%s/console/  (asks for an operator API key)\n' "console" "$h" "$FRONT_PORT"
+    fi
     printf '  %-20s %s\n' "database" "$MOTCUA_DATABASE_URL"
     if [ -f "$DEMO_KEYS" ]; then
         printf '  %-20s %s (officer per agency, integrator, operator)\n' "API keys" \
@@ -449,6 +474,37 @@ wait_ready() {
     done
 }
 
+# The front door's configuration, made from docker-compose's (deploy/nginx/local-conf.sh)
+# with the ports exported above, and checked with nginx -t before anything starts.
+front_conf() {
+    have_front || return 0
+    mkdir -p "$FRONT_DIR"
+    bash "$ROOT/deploy/nginx/local-conf.sh" "$FRONT_DIR" >"$FRONT_CONF.tmp" ||
+        die "could not make $FRONT_CONF (see above)"
+    mv -f "$FRONT_CONF.tmp" "$FRONT_CONF"
+    local out
+    out="$("$NGINX" -t -q -e stderr -p "$FRONT_DIR/" -c "$FRONT_CONF" 2>&1)" ||
+        die "nginx -t failed on $FRONT_CONF: $out"
+}
+
+# nginx overwrites its environment with its process title, so the mark does not find
+# it: stop a leftover master (a supervisor killed with SIGKILL) by its pid file.
+front_down() {
+    local pid i
+    pid="$(read_pid "$FRONT_DIR/nginx.pid")"
+    [ -n "$pid" ] && alive "$pid" || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$FRONT_CONF" || return 0
+    say "terminating the leftover nginx master (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    i=0
+    while alive "$pid" && [ "$i" -lt $((STOP_TIMEOUT * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    alive "$pid" && kill -KILL "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null) 2>/dev/null
+    return 0
+}
+
 SUP_PID=""
 start_all() { # sets SUP_PID
     local url pid="" i s
@@ -474,7 +530,9 @@ start_all() { # sets SUP_PID
     export MOTCUA_TAX_TOKEN="${MOTCUA_TAX_TOKEN:-sandbox-tax-token}"
     province_link
     service_keys
+    export MOTCUA_FRONT_PORT="$FRONT_PORT"
     save_state
+    front_conf
 
     rm -f "$RUN_DIR"/*.pid
     say "starting the supervisor (log $LOG_DIR/supervisor.log)"
@@ -592,6 +650,7 @@ cmd_down() {
         [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
         sleep 0.2
     fi
+    front_down
     rm -f "$RUN_DIR"/*.pid "$RUN_DIR/run.env"
     if [ -d "$PG_DIR" ]; then
         bash "$PG_SH" stop "$PG_DIR" || say "warning: could not stop PostgreSQL in $PG_DIR"
