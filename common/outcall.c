@@ -23,6 +23,7 @@ struct mc_outcall {
     mc_service_t *svc;
     mc_outcall_def_t def;
     char *retry_sql;
+    char *claim_sql;   /* the standard claim (def.claim_returning) */
     mc_fetch_t *fetch; /* the worker's own, or NULL */
     uv_timer_t timer;
     int stopping, claiming, inflight, stop_reported;
@@ -198,7 +199,7 @@ static void on_tick(uv_timer_t *t)
     mc_db_params_t q = {0};
     mc_db_param_int(&q, w->def.batch);
     mc_db_param_int(&q, w->def.lease_ms);
-    mc_db_exec(db, w->def.claim_sql, &q, 0, on_claimed, w);
+    mc_db_exec(db, w->claim_sql ? w->claim_sql : w->def.claim_sql, &q, 0, on_claimed, w);
 }
 
 /* ---------------------------------------------------------------- start and stop */
@@ -217,6 +218,7 @@ static void on_timer_closed(uv_handle_t *h)
     w->closed = 1;
     if (w->destroyed) {
         free(w->retry_sql);
+        free(w->claim_sql);
         free(w);
     }
 }
@@ -240,7 +242,8 @@ static void on_close(void *arg)
 mc_outcall_t *mc_outcall_new(mc_service_t *svc, const mc_outcall_def_t *def)
 {
     assert(def->name && def->start && def->job_size >= sizeof(mc_outcall_job_t));
-    assert(def->claim || (def->claim_sql && def->batch > 0));
+    assert(def->claim ||
+           ((def->claim_sql || (def->claim_returning && def->table)) && def->batch > 0));
     mc_outcall_t *w = mc_new(mc_outcall_t);
     w->svc = svc;
     w->def = *def;
@@ -251,6 +254,16 @@ mc_outcall_t *mc_outcall_new(mc_service_t *svc, const mc_outcall_def_t *def)
                        "  * power(2, least(tries - 1, 20)), 600000) / 1000.0)"
                        " WHERE id = $1 AND state = '%s'",
                        def->table, def->touch ? " updated_at = now()," : "", def->due_state);
+    if (def->claim_returning)
+        w->claim_sql =
+            mc_sprintf("UPDATE %s SET tries = tries + 1,%s"
+                       "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
+                       " WHERE id IN (SELECT id FROM %s WHERE state = '%s' AND next_at <= now()"
+                       "  AND (lease_until IS NULL OR lease_until < now())"
+                       "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+                       " RETURNING %s",
+                       def->table, def->touch ? " updated_at = now()," : "", def->table,
+                       def->due_state, def->claim_returning);
     if (!def->fetch)
         w->fetch = mc_fetch_new(mc_service_loop(svc));
     uv_timer_init(mc_service_loop(svc), &w->timer);
@@ -269,6 +282,7 @@ void mc_outcall_destroy(mc_outcall_t **pw)
     w->destroyed = 1;
     if (w->closed) {
         free(w->retry_sql);
+        free(w->claim_sql);
         free(w);
         return;
     }

@@ -47,6 +47,10 @@ typedef struct {
     /* The claim: a statement with $1 the batch and $2 the lease in ms that leases the
      * due rows and returns them, id first. */
     const char *claim_sql;
+    /* Or the standard claim of table (below): rows in due_state whose next_at has come
+     * and whose lease is free, oldest next_at first, tries + 1, leased; it returns
+     * these columns (id first). */
+    const char *claim_returning;
     int batch;
     long lease_ms;
     /* Or the domain's own claim (several statements, say): it passes each result to

@@ -186,14 +186,9 @@ void agency_http_start(interconnect_t *ic)
     mc_outcall_def_t def = {
         .name = "agency",
         .tick_ms = (uint64_t)ic->cfg->tick_ms,
-        .claim_sql = "UPDATE interconnect.handoffs SET tries = tries + 1, updated_at = now(),"
-                     "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-                     " WHERE id IN (SELECT id FROM interconnect.handoffs WHERE state = 'requested'"
-                     "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
-                     "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-                     " RETURNING id, code, procedure_code, agency_code, encode(request, 'hex'),"
-                     "  step_index, step_name, to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
-                     "   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'), tries",
+        .claim_returning = "id, code, procedure_code, agency_code, encode(request, 'hex'),"
+                           " step_index, step_name, to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh',"
+                           "  'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+07:00\"'), tries",
         .batch = CLAIM_BATCH,
         .lease_ms = ic->cfg->lease_ms,
         .job_size = sizeof(job_t),

@@ -252,12 +252,7 @@ void inbound_start(interconnect_t *ic)
     mc_outcall_def_t def = {
         .name = "inbound",
         .tick_ms = (uint64_t)ic->cfg->tick_ms,
-        .claim_sql = "UPDATE interconnect.inbound SET tries = tries + 1, updated_at = now(),"
-                     "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-                     " WHERE id IN (SELECT id FROM interconnect.inbound WHERE state = 'pending'"
-                     "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
-                     "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-                     " RETURNING id, system, ref_id, handoff_id, submission::text",
+        .claim_returning = "id, system, ref_id, handoff_id, submission::text",
         .batch = CLAIM_BATCH,
         .lease_ms = ic->cfg->lease_ms,
         .job_size = sizeof(job_t),

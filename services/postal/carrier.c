@@ -194,12 +194,7 @@ void carrier_start(postal_t *p)
     mc_outcall_def_t def = {
         .name = "carrier",
         .tick_ms = (uint64_t)p->cfg->tick_ms,
-        .claim_sql = "UPDATE postal.shipments SET tries = tries + 1, updated_at = now(),"
-                     "  lease_until = now() + make_interval(secs => $2::bigint / 1000.0)"
-                     " WHERE id IN (SELECT id FROM postal.shipments WHERE state = 'requested'"
-                     "  AND next_at <= now() AND (lease_until IS NULL OR lease_until < now())"
-                     "  ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-                     " RETURNING id, code, delivery_address, recipient, cod_amount_vnd, tries",
+        .claim_returning = "id, code, delivery_address, recipient, cod_amount_vnd, tries",
         .batch = CLAIM_BATCH,
         .lease_ms = p->cfg->lease_ms,
         .job_size = sizeof(job_t),
