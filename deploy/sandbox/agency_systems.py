@@ -26,16 +26,13 @@ API (what interconnect is written against):
                              "delay_ms": N}
 """
 
-import hashlib
-import hmac
 import html
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 
-from standin import OutageSwitch, StandIn, check_bearer, error_body as _error
+from standin import (OutageSwitch, StandIn, check_bearer, error_body as _error, post_signed,
+                     sign)
 
 DEFAULT_SECRET = "sandbox-agency-secret"
 SYSTEMS = {  # path -> (token variable, default token, what a completion produces)
@@ -47,10 +44,6 @@ SYSTEMS = {  # path -> (token variable, default token, what a completion produce
 }
 ANSWERS = ("accepted", "completed", "rejected")
 
-
-def sign(secret, timestamp, body):
-    return hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
-                    hashlib.sha256).hexdigest()
 
 
 def validate(body):
@@ -194,7 +187,7 @@ class AgencySystems(StandIn):
         sig = sign(self.secret, ts, raw)
         if fields.get("sign") == "bad":
             sig = sig[:-4] + ("0000" if not sig.endswith("0000") else "1111")
-        reply, code = self._post(rec["request"]["callback_url"], raw, ts, sig)
+        reply, code = post_signed(rec["request"]["callback_url"], raw, ts, sig)
         if code == 200:
             with self.lock:
                 rec["state"] = status
@@ -205,20 +198,6 @@ class AgencySystems(StandIn):
                  http=code)
         return 200, {"callback_status": code, "answer": reply, "event": event}
 
-    def _post(self, url, raw, ts, sig):
-        r = urllib.request.Request(url, data=raw, method="POST", headers={
-            "Content-Type": "application/json", "X-Timestamp": str(ts), "X-Signature": sig})
-        try:
-            with urllib.request.urlopen(r, timeout=30) as resp:
-                text, code = resp.read().decode("utf-8", "replace"), resp.status
-        except urllib.error.HTTPError as e:
-            text, code = e.read().decode("utf-8", "replace"), e.code
-        except OSError as e:
-            return str(e), 0
-        try:
-            return json.loads(text), code
-        except ValueError:
-            return text, code
 
     def html(self):
         with self.lock:

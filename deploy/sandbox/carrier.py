@@ -25,26 +25,18 @@ shipments are kept in memory under a lock and in the journal, which a restarted
 sandbox loads back.
 """
 
-import hashlib
-import hmac
 import html
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 
-from standin import OutageSwitch, StandIn, error_body as _error
+from standin import OutageSwitch, StandIn, error_body as _error, post_signed, sign
 
 DEFAULT_TOKEN = "sandbox-carrier-token"
 DEFAULT_SECRET = "sandbox-carrier-webhook-secret"
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8084/v1/postal/webhook"
 STATUSES = ("picked_up", "in_transit", "delivered", "failed_attempt", "returned_to_sender")
 
-
-def sign(secret, timestamp, body):
-    return hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
-                    hashlib.sha256).hexdigest()
 
 
 def validate(body):
@@ -176,7 +168,7 @@ class Carrier(StandIn):
         sig = sign(self.secret, ts, raw)
         if fields.get("sign") == "bad":
             sig = sig[:-4] + ("0000" if not sig.endswith("0000") else "1111")
-        answer, code = self._post(raw, ts, sig)
+        answer, code = post_signed(self.webhook_url, raw, ts, sig)
         if ship is not None and code == 200:
             with self.lock:
                 ship["status"] = status
@@ -185,20 +177,6 @@ class Carrier(StandIn):
         self.log("info", "carrier: webhook sent", tracking=tracking, status=status, http=code)
         return 200, {"webhook_status": code, "answer": answer, "event": event}
 
-    def _post(self, raw, ts, sig):
-        r = urllib.request.Request(self.webhook_url, data=raw, method="POST", headers={
-            "Content-Type": "application/json", "X-Timestamp": str(ts), "X-Signature": sig})
-        try:
-            with urllib.request.urlopen(r, timeout=30) as resp:
-                text, code = resp.read().decode("utf-8", "replace"), resp.status
-        except urllib.error.HTTPError as e:
-            text, code = e.read().decode("utf-8", "replace"), e.code
-        except OSError as e:
-            return str(e), 0
-        try:
-            return json.loads(text), code
-        except ValueError:
-            return text, code
 
     def html(self):
         with self.lock:

@@ -31,27 +31,20 @@ Test endpoints (no token):
         {"status": <motcua's HTTP status>, "answer": ..., "dossier": ...}.
 """
 
-import hashlib
-import hmac
 import html
 import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 
-from standin import OutageSwitch, StandIn, check_bearer, error_body as _error
+from standin import (OutageSwitch, StandIn, check_bearer, error_body as _error, post_signed,
+                     sign)
 
 DEFAULT_TOKEN = "sandbox-portal-token"
 DEFAULT_SECRET = "sandbox-portal-secret"
 DEFAULT_INBOUND = "http://127.0.0.1:8082/v1/portal/dossiers"
 STAMP = re.compile(r"^\d{14}$")
 
-
-def sign(secret, timestamp, body):
-    return hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
-                    hashlib.sha256).hexdigest()
 
 
 def _int(v):
@@ -295,19 +288,7 @@ class NationalPortal(StandIn):
         sig = sign(self.secret, ts, raw)
         if fields.get("sign") == "bad":
             sig = sig[:-4] + ("0000" if not sig.endswith("0000") else "1111")
-        r = urllib.request.Request(url, data=raw, method="POST", headers={
-            "Content-Type": "application/json", "X-Timestamp": str(ts), "X-Signature": sig})
-        try:
-            with urllib.request.urlopen(r, timeout=30) as resp:
-                text, code = resp.read().decode("utf-8", "replace"), resp.status
-        except urllib.error.HTTPError as e:
-            text, code = e.read().decode("utf-8", "replace"), e.code
-        except OSError as e:
-            text, code = str(e), 0
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            answer = text
+        answer, code = post_signed(url, raw, ts, sig)
         self.switch.count("submitted")
         self.log("info", "portal: dossier sent to motcua", url=url, http=code,
                  national_code=(dossier or {}).get("national_code", "-"))

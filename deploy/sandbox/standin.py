@@ -2,6 +2,9 @@
 carrier) share, so that each module holds only the API it imitates.
 
     error_body(code, message, field)   the suite's error shape {"error": {...}}
+    sign(secret, timestamp, body)      hex HMAC-SHA256 over "<timestamp>.<body>"
+    post_signed(url, raw, ts, sig)     POST raw JSON with X-Timestamp and X-Signature;
+                                       (decoded answer or text, HTTP status; 0 if none)
     check_bearer(req, token, realm)    the Authorization: Bearer check (401 answer)
     OutageSwitch                       the test switch: mode (ok, down, slow, ...),
                                        delay_ms for "slow", and counters, under a lock
@@ -14,9 +17,13 @@ one, switch; see sandbox.py for the protocol the sandbox expects. Standard libra
 only; never imports sandbox.py.
 """
 
+import hashlib
 import hmac
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 
 DEFAULT_DELAY_MS = 5000
 MAX_DELAY_MS = 120000
@@ -27,6 +34,30 @@ def error_body(code, message, field=None):
     if field:
         err["field"] = field
     return {"error": err}
+
+
+def sign(secret, timestamp, body):
+    """The signature motcua checks on callbacks (common/signed_callback.c)."""
+    return hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
+                    hashlib.sha256).hexdigest()
+
+
+def post_signed(url, raw, ts, sig):
+    """POST a signed JSON callback; (the answer, JSON-decoded if it is JSON, and the
+    HTTP status, 0 when there was no answer: then the answer is the error's text)."""
+    r = urllib.request.Request(url, data=raw, method="POST", headers={
+        "Content-Type": "application/json", "X-Timestamp": str(ts), "X-Signature": sig})
+    try:
+        with urllib.request.urlopen(r, timeout=30) as resp:
+            text, code = resp.read().decode("utf-8", "replace"), resp.status
+    except urllib.error.HTTPError as e:
+        text, code = e.read().decode("utf-8", "replace"), e.code
+    except OSError as e:
+        return str(e), 0
+    try:
+        return json.loads(text), code
+    except ValueError:
+        return text, code
 
 
 def check_bearer(req, token, realm):
