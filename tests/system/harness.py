@@ -134,6 +134,19 @@ class Service:
             return ""
 
 
+def start_services(svc, names, env, log_dir=None):
+    """Put a Service for each of names into svc (name -> Service), start them all, then
+    wait until each is ready. svc is filled first, so that after a failure what was
+    started is there for stop_services."""
+    for n in names:
+        svc[n] = Service(n, env, log_dir=log_dir)
+    for n in names:
+        svc[n].start(wait=False)
+    for n in names:
+        svc[n].wait_ready()
+    return svc
+
+
 def suite_env(database_url, names=SERVICES):
     """Environment for a set of services on free ports, all pointing at each other."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTCUA_")}

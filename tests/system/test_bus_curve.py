@@ -66,11 +66,7 @@ class BusCurve(unittest.TestCase):
             env = harness.suite_env(cls.db)
             env["MOTCUA_BUS_CURVE_DIR"] = cls.dir
             cls.env = env
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.dir) for n in ("intake", "routing")}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, ("intake", "routing"), env, log_dir=cls.dir)
             cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
         except Exception:

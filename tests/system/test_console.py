@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import unittest
 
 import harness
@@ -108,11 +107,7 @@ class ConsoleTest(unittest.TestCase):
             cls.pg = harness.Postgres()
             cls.db = cls.pg.database()
             cls.env = harness.suite_env(cls.db)
-            cls.svc = {n: harness.Service(n, cls.env) for n in harness.SERVICES}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, harness.SERVICES, cls.env)
             cls.operator = harness.create_api_key(cls.db, "console-operator", "operator")["key"]
             cls.officer = harness.create_api_key(cls.db, "console-officer", "officer",
                                                  "000.01.31.H99")["key"]

@@ -124,11 +124,7 @@ class Suite(harness.Suite):
                 "MOTCUA_NOTIFY_LEASE_MS": "4500",
             })
             cls.env = env
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.tmp) for n in harness.SERVICES}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, harness.SERVICES, env, log_dir=cls.tmp)
             cls.keys = harness.officer_keys(cls.db, (DESK, CIVIL, LEADER))
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
             cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]

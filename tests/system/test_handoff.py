@@ -81,12 +81,8 @@ class Suite(harness.Suite):
                        MOTCUA_INTERCONNECT_TIMEOUT_MS="2000", MOTCUA_INTERCONNECT_LEASE_MS="3500",
                        MOTCUA_INTERCONNECT_EXPIRY_MS="200")
             cls.env = env
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.logs)
-                       for n in ("intake", "routing", "interconnect", "notify")}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, ("intake", "routing", "interconnect", "notify"),
+                                   env, log_dir=cls.logs)
             cls.keys = harness.officer_keys(cls.db, sorted(set(STEPS[:POLICE] +
                                                                DEATH_STEPS[:POLICE])))
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]

@@ -211,12 +211,9 @@ class Suite:
             cls.db = cls.pg.database()
             cls.env = harness.suite_env(cls.db)
             cls.env["MOTCUA_ROUTING_SWEEP_MS"] = "200"
-            cls.svc = {n: harness.Service(n, cls.env)
-                       for n in ("intake", "routing", "interconnect", "notify")}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            cls.svc = {}
+            harness.start_services(cls.svc, ("intake", "routing", "interconnect", "notify"),
+                                   cls.env)
             # An officer key per agency that does a step of the procedures walked here
             # (external agencies have no officer queue), read from the catalog.
             needed = sorted({st["agency"] for code in USED for st in PROCEDURES[code]["steps"]

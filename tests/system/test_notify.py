@@ -60,12 +60,9 @@ class NotifyTest(unittest.TestCase):
                 "MOTCUA_NOTIFY_LEASE_MS": "4500",
             })
             cls.env = env
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.tmp.name)
-                       for n in ("intake", "routing", "notify")}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            cls.svc = {}
+            harness.start_services(cls.svc, ("intake", "routing", "notify"),
+                                   env, log_dir=cls.tmp.name)
             cls.agency = PROCEDURES[BIRTH]["steps"][0]["agency"]
             cls.officer = harness.create_api_key(cls.db, "officer-" + cls.agency, "officer",
                                                  cls.agency)["key"]

@@ -90,11 +90,7 @@ class Suite(harness.Suite):
             names = ["intake", "routing", "payment", "notify"]
             if not os.path.exists(os.path.join(harness.BIN, "motcua-notify")):
                 names.remove("notify")
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.logs) for n in names}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, names, env, log_dir=cls.logs)
             cls.officer = harness.create_api_key(cls.db, "officer-desk", "officer", DESK)["key"]
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
             cls.portal = harness.create_api_key(cls.db, "portal", "citizen_portal")["key"]

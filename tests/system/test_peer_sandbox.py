@@ -54,12 +54,8 @@ class PeerSandbox(unittest.TestCase):
                        MOTCUA_INTERCONNECT_CERT=ours["secret_file"],
                        MOTCUA_INTERCONNECT_LINK_BIND="tcp://127.0.0.1:%d" % link,
                        MOTCUA_PORTAL_SYNC="off", MOTCUA_INTERCONNECT_TICK_MS="200")
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.dir)
-                       for n in ("intake", "routing", "interconnect")}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, ("intake", "routing", "interconnect"),
+                                   env, log_dir=cls.dir)
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]
             cls.desk = harness.create_api_key(cls.db, "desk", "officer", DESK)["key"]
         except Exception:

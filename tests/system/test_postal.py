@@ -59,12 +59,8 @@ class Suite(harness.Suite):
                        MOTCUA_POSTAL_TIMEOUT_MS="2000", MOTCUA_POSTAL_LEASE_MS="3500",
                        MOTCUA_POSTAL_INTAKE_KEY=cls.postal_key)
             cls.env = env
-            cls.svc = {n: harness.Service(n, env, log_dir=cls.logs)
-                       for n in ("intake", "routing", "postal", "notify")}
-            for s in cls.svc.values():
-                s.start(wait=False)
-            for s in cls.svc.values():
-                s.wait_ready()
+            harness.start_services(cls.svc, ("intake", "routing", "postal", "notify"),
+                                   env, log_dir=cls.logs)
             cls.officer = harness.create_api_key(cls.db, "ward", "officer", WARD)["key"]
             cls.desk = harness.create_api_key(cls.db, "desk", "officer", DESK)["key"]
             cls.operator = harness.create_api_key(cls.db, "operator", "operator")["key"]

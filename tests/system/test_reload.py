@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 import unittest
 
 import harness

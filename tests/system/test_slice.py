@@ -31,11 +31,8 @@ class SliceTest(unittest.TestCase):
         cls.pg = harness.Postgres()
         cls.db = cls.pg.database()
         cls.env = harness.suite_env(cls.db)
-        cls.svc = {n: harness.Service(n, cls.env) for n in harness.SERVICES}
-        for s in cls.svc.values():
-            s.start(wait=False)
-        for s in cls.svc.values():
-            s.wait_ready()
+        cls.svc = {}
+        harness.start_services(cls.svc, harness.SERVICES, cls.env)
         cls.intake, cls.routing = cls.svc["intake"], cls.svc["routing"]
         cls.portal = harness.create_api_key(cls.db, "slice-portal", "citizen_portal")["key"]
         cls.operator = harness.create_api_key(cls.db, "slice-operator", "operator")["key"]
