@@ -20,7 +20,6 @@ struct mc_curve {
     allowed_t *allowed;
     size_t nallowed;
     mc_zsock_t *zap; /* REP */
-    long long admitted, refused;
 };
 
 int mc_curve_key_valid(const char *s)
@@ -93,11 +92,9 @@ static void on_zap(mc_zsock_t *zs, zmsg_t **pmsg, void *arg)
     if (key && zframe_size(key) == 32)
         zmq_z85_encode(z85, zframe_data(key), 32);
     if (who) {
-        c->admitted++;
         mc_info("curve: admitted %s (key %s) from %s on the %s", who->name, z85,
                 address ? address : "?", domain);
     } else {
-        c->refused++;
         mc_warn("curve: refused a connection from %s on the %s: %s (key %s, mechanism %s)",
                 address ? address : "?", domain ? domain : "?", why, z85,
                 mechanism ? mechanism : "?");
@@ -165,12 +162,6 @@ void mc_curve_client(zcert_t *cert, zsock_t *sock, const char *server_key)
 {
     zcert_apply(cert, sock);
     zsock_set_curve_serverkey(sock, server_key);
-}
-
-void mc_curve_counts(const mc_curve_t *c, long long *admitted, long long *refused)
-{
-    *admitted = c->admitted;
-    *refused = c->refused;
 }
 
 void mc_curve_destroy(mc_curve_t **pc)

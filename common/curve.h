@@ -48,8 +48,6 @@ void mc_curve_server(zcert_t *cert, zsock_t *sock, const char *domain);
 /* Make sock a CURVE client with cert of the server with that public key (before
  * connect). */
 void mc_curve_client(zcert_t *cert, zsock_t *sock, const char *server_key);
-/* Handshakes admitted and refused since start. */
-void mc_curve_counts(const mc_curve_t *c, long long *admitted, long long *refused);
 void mc_curve_destroy(mc_curve_t **c);
 
 #endif

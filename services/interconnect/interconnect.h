@@ -76,7 +76,6 @@ typedef struct {
     int sweeping;                   /* handoff.c: an expiry sweep is running */
     struct inbound_worker *inbound; /* inbound.c */
     struct portal *portal;          /* portal.c */
-    const char *province;           /* cfg->province */
     peer_province_t *peers;         /* link.c */
     size_t npeers;
     int link_open;

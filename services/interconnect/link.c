@@ -52,7 +52,7 @@ int peers_load(interconnect_t *ic, const char *path, char *err, size_t errlen)
             !province || !*province || strlen(province) > 16 ||
                     strspn(province, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(province)
                 ? "province must be a code of capital letters and digits (e.g. H98)"
-            : ic->province && strcmp(province, ic->province) == 0
+            : ic->cfg->province && strcmp(province, ic->cfg->province) == 0
                 ? "a province cannot be its own peer"
             : !endpoint || strncmp(endpoint, "tcp://", 6) ? "endpoint must be tcp://host:port"
             : !mc_curve_key_valid(key) ? "public_key must be a 40-character Z85 key"
@@ -211,12 +211,12 @@ static void on_handoff_inserted(mc_db_conn_t *conn, PGresult *res, int status, v
     Motcua__V1__HandoffRequested *h = env->handoff_requested;
     const char *province = PQgetvalue(res, 0, 1);
     char handoff_id[64];
-    snprintf(handoff_id, sizeof handoff_id, "%s-%s", j->ic->province, PQgetvalue(res, 0, 0));
+    snprintf(handoff_id, sizeof handoff_id, "%s-%s", j->ic->cfg->province, PQgetvalue(res, 0, 0));
     mc_envelope_t out = MOTCUA__V1__ENVELOPE__INIT;
     Motcua__V1__PeerHandoff ph = MOTCUA__V1__PEER_HANDOFF__INIT;
     out.dossier_code = handoff_id;
     ph.handoff_id = handoff_id;
-    ph.origin_province = (char *)j->ic->province;
+    ph.origin_province = (char *)j->ic->cfg->province;
     ph.request = h;
     ph.procedure_code = h->step->procedure_code[0] ? h->step->procedure_code : h->procedure_code;
     out.body_case = MOTCUA__V1__ENVELOPE__BODY_PEER_HANDOFF;
@@ -345,12 +345,13 @@ void link_peer_status(mc_bus_msg_t *msg, void *arg)
     for (size_t i = 0; i < MC_COUNT(outcomes); i++)
         known |= strcmp(ps->outcome, outcomes[i]) == 0;
     /* Our handoff ids are "<our province>-<number>". */
-    size_t plen = strlen(ic->province);
+    size_t plen = strlen(ic->cfg->province);
     const char *num = ps->handoff_id + plen + 1;
     char *end = NULL;
-    long long id = strncmp(ps->handoff_id, ic->province, plen) == 0 && ps->handoff_id[plen] == '-'
-                       ? strtoll(num, &end, 10)
-                       : 0;
+    long long id =
+        strncmp(ps->handoff_id, ic->cfg->province, plen) == 0 && ps->handoff_id[plen] == '-'
+            ? strtoll(num, &end, 10)
+            : 0;
     if (!known || id <= 0 || !end || *end) {
         mc_bus_done(msg, MC_EINVAL, "PeerStatus without a known outcome or one of our handoff ids");
         return;

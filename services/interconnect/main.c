@@ -98,7 +98,7 @@ int main(int argc, char **argv)
         return 2;
     }
     /* The peers and systems first, so that a bad file stops us before anything starts. */
-    interconnect_t state = {.cfg = &cfg, .province = cfg.province};
+    interconnect_t state = {.cfg = &cfg};
     const char *data_dir = getenv("MOTCUA_DATA_DIR");
     data_dir = data_dir && *data_dir ? data_dir : "deploy/data";
     char *peers = cfg.peers_file[0] ? mc_strdup(cfg.peers_file)
