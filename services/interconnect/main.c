@@ -114,9 +114,15 @@ int main(int argc, char **argv)
                                         : mc_sprintf("%s/interconnect/systems.json", data_dir);
     if (!bad)
         bad = systems_load(&state, systems, err, sizeof err);
+    if (!bad && cfg.link_bind[0]) { /* the link's key pair, before anything starts */
+        zcert_t *cert = mc_curve_load_secret(cfg.cert_file, err, sizeof err);
+        bad = !cert;
+        zcert_destroy(&cert);
+    }
     free(systems);
     if (bad) {
         fprintf(stderr, "motcua-interconnect: configuration error: %s\n", err);
+        systems_free(&state);
         peers_free(&state);
         mc_config_free(&cfg, config_table, MC_COUNT(config_table));
         return 2;
@@ -129,7 +135,7 @@ int main(int argc, char **argv)
     systems_log(&state);
     if (link_open(&state, err, sizeof err)) { /* other provinces, over CURVE */
         mc_error("link: %s", err);
-        return 2;
+        exit(2); /* as the service's own start-up failures do */
     }
     state.callback_base = cfg.callback_base[0]
                               ? mc_strdup(cfg.callback_base)

@@ -149,5 +149,25 @@ class BusCurve(unittest.TestCase):
         self.assertIn("cannot read the key pair", s.log())
 
 
+    def test_5_keygen_refuses_bad_names_and_never_overwrites(self):
+        ctl = os.path.join(harness.BIN, "motcuactl")
+        for name in ("", "a b", "x" * 32, "../etc", "H99;"):
+            p = subprocess.run([ctl, "curve", "keygen", name, os.path.join(self.dir, "k")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertEqual(p.returncode, 2, (name, p.stderr))
+            self.assertIn("not a name for a key pair", p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, "k")))
+        path = os.path.join(self.dir, "intake")  # made in setUpClass
+        with open(path + "_secret") as f:
+            before = f.read()
+        p = subprocess.run([ctl, "curve", "keygen", "intake", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("not overwritten", p.stderr)
+        with open(path + "_secret") as f:
+            self.assertEqual(f.read(), before)
+        self.assertEqual(os.stat(path + "_secret").st_mode & 0o777, 0o600)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -11,6 +11,7 @@ stand-in that `make run` uses and the demo configuration.)
 Run: cd tests/system && /usr/bin/python3 run.py test_peer_sandbox"""
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -149,6 +150,44 @@ class PeerSandbox(unittest.TestCase):
         status, _, body = self.sandbox.http("POST", "/peer/answer",
                                             {"handoff_id": hid, "outcome": "maybe"})
         self.assertEqual(status, 400)
+
+
+    def test_bad_link_configuration_stops_interconnect(self):
+        """A bad peers.json, province code or key pair: exit 2 with the reason."""
+        good = {"province": "H98", "name": "Tỉnh Sông Mã", "endpoint": "tcp://127.0.0.1:1",
+                "public_key": "x" * 40}
+        with open(os.path.join(self.dir, "H98")) as f:  # a real public key
+            good["public_key"] = next(l.split('"')[1] for l in f if "public-key" in l)
+        # czmq reads FILE_secret beside FILE: a public file alone, in a folder of its own
+        public_only = os.path.join(tempfile.mkdtemp(prefix="motcua-pub-"), "H98")
+        shutil.copy(os.path.join(self.dir, "H98"), public_only)
+        cases = [
+            ({}, "not json", "line"),
+            ({}, {"province": "H98"}, "an array of peer provinces"),
+            ({}, [dict(good, province="h98")], "capital letters"),
+            ({}, [dict(good, province="H99")], "cannot be its own peer"),
+            ({}, [dict(good, endpoint="http://x")], "tcp://host:port"),
+            ({}, [dict(good, public_key="short")], "40-character Z85"),
+            ({}, [good, good], "listed twice"),
+            ({"MOTCUA_PROVINCE": "H 99"}, [good], "MOTCUA_PROVINCE"),
+            ({"MOTCUA_INTERCONNECT_CERT": public_only}, [good], "holds no secret key"),
+            ({"MOTCUA_INTERCONNECT_CERT": os.path.join(self.dir, "nothing")}, [good],
+             "cannot read the key pair"),
+        ]
+        for i, (extra, peers, want) in enumerate(cases):
+            with self.subTest(want=want):
+                path = os.path.join(self.dir, "bad-peers-%d.json" % i)
+                with open(path, "w") as f:
+                    f.write(peers if isinstance(peers, str) else json.dumps(peers))
+                env = dict(self.svc["interconnect"].env, MOTCUA_INTERCONNECT_PEERS=path,
+                           MOTCUA_INTERCONNECT_LINK_BIND="tcp://127.0.0.1:%d" % harness.free_port(),
+                           MOTCUA_INTERCONNECT_HTTP_PORT=str(harness.free_port()),
+                           MOTCUA_INTERCONNECT_BUS_BIND="tcp://127.0.0.1:%d" % harness.free_port())
+                env.update(extra)
+                s = harness.Service("interconnect", env, log_dir=self.dir)
+                s.start(wait=False)
+                self.assertEqual(s.proc.wait(timeout=30), 2, s.log())
+                self.assertIn(want, s.log())
 
 
 if __name__ == "__main__":
