@@ -144,7 +144,11 @@ class BusCurve(unittest.TestCase):
             env["MOTCUA_%s_HTTP_PORT" % name] = str(harness.free_port())
         s = harness.Service("payment", env, log_dir=self.dir)
         s.start(wait=False)
-        self.assertNotEqual(s.proc.wait(timeout=30), 0)
+        try:
+            self.assertNotEqual(s.proc.wait(timeout=30), 0)
+        finally:
+            if s.proc.poll() is None:  # it started after all: not left behind
+                s.kill()
         self.assertIn("MOTCUA_BUS_CURVE_DIR", s.log())
         self.assertIn("cannot read the key pair", s.log())
 

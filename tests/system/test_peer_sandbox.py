@@ -186,7 +186,11 @@ class PeerSandbox(unittest.TestCase):
                 env.update(extra)
                 s = harness.Service("interconnect", env, log_dir=self.dir)
                 s.start(wait=False)
-                self.assertEqual(s.proc.wait(timeout=30), 2, s.log())
+                try:
+                    self.assertEqual(s.proc.wait(timeout=30), 2, s.log())
+                finally:
+                    if s.proc.poll() is None:  # it started after all: not left behind
+                        s.kill()
                 self.assertIn(want, s.log())
 
 
