@@ -1243,6 +1243,7 @@ void mc_bus_destroy(mc_bus_t **pbus)
     mc_bus_t *bus = *pbus;
     *pbus = NULL;
     bus->stopping = 1;
+    bus->stop_done = NULL; /* a stop not finished by now is not reported any more */
     while (bus->queue_head) {
         item_t *it = bus->queue_head;
         bus->queue_head = it->next;

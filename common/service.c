@@ -98,6 +98,7 @@ struct mc_service {
     worker_t *workers;
     int workers_busy; /* workers that have not called mc_service_stopped yet */
     int bus_stopped;
+    int torn_down; /* teardown ran: once only */
     uv_timer_t grace;
     void *data;
     int stopping;
@@ -488,6 +489,9 @@ static void on_timer_closed(uv_handle_t *h)
 /* Everything has finished or the grace time is over: close in order. */
 static void teardown(mc_service_t *svc)
 {
+    if (svc->torn_down)
+        return;
+    svc->torn_down = 1;
     uv_timer_stop(&svc->grace);
     for (worker_t *w = svc->workers, *next; w; w = next) {
         next = w->next;
@@ -509,11 +513,19 @@ static void teardown(mc_service_t *svc)
     uv_close((uv_handle_t *)&svc->sighup, NULL);
 }
 
+/* The stop's grace is over (it runs from the signal): whatever has not finished — a
+ * worker's calls, the bus's batch when the database is gone — is left to the leases and
+ * to the senders, who send again what was not acknowledged. */
 static void on_grace(uv_timer_t *t)
 {
     mc_service_t *svc = t->data;
-    mc_warn("%d worker(s) still had calls in flight after %d ms; left to their leases",
-            svc->workers_busy, MC_SERVICE_GRACE_MS);
+    if (!svc->bus_stopped)
+        mc_warn("the bus had not finished its work in flight after %d ms (is the database "
+                "reachable?); what it did not acknowledge will come again",
+                MC_SERVICE_GRACE_MS);
+    if (svc->workers_busy)
+        mc_warn("%d worker(s) still had calls in flight after %d ms; left to their leases",
+                svc->workers_busy, MC_SERVICE_GRACE_MS);
     svc->workers_busy = 0;
     teardown(svc);
 }
@@ -547,8 +559,6 @@ static void on_bus_stopped(void *arg)
     svc->bus_stopped = 1;
     if (svc->workers_busy == 0)
         teardown(svc);
-    else
-        uv_timer_start(&svc->grace, on_grace, MC_SERVICE_GRACE_MS, 0);
 }
 
 static void on_http_drained(void *arg)
@@ -571,6 +581,8 @@ static void on_signal(uv_signal_t *sig, int signum)
     for (worker_t *w = svc->workers; w; w = w->next)
         n++;
     svc->workers_busy = n;
+    /* One grace for the whole stop: requests, the bus and the workers. */
+    uv_timer_start(&svc->grace, on_grace, MC_SERVICE_GRACE_MS, 0);
     for (worker_t *w = svc->workers; w; w = w->next)
         w->stop(w->arg);
     mc_http_stop(svc->http, on_http_drained, svc);

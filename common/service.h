@@ -68,10 +68,12 @@ void mc_service_catalog(mc_service_t *svc, int with_procedures);
 /* A domain worker with calls to outside systems in flight (mc_fetch) that must end
  * before the database pool closes. When the service starts to stop, stop(arg) is
  * called: the worker takes no new work and calls mc_service_stopped(svc) once its calls
- * in flight are over. The service waits for every worker, at most MC_SERVICE_GRACE_MS,
- * then calls close(arg) (cancel what is left, free the worker's handles) and closes the
- * pool. A call cut off this way is left to the worker's lease: it is tried again later. */
-#define MC_SERVICE_GRACE_MS 5000
+ * in flight are over. The service waits for every worker, and for its requests in
+ * flight and its bus, at most MC_SERVICE_GRACE_MS from the signal, then calls
+ * close(arg) (cancel what is left, free the worker's handles) and closes the pool. A
+ * call cut off this way is left to the worker's lease: it is tried again later; an
+ * envelope the bus could not acknowledge (its database gone) comes again. */
+#define MC_SERVICE_GRACE_MS 10000
 void mc_service_on_stop(mc_service_t *svc, void (*stop)(void *arg), void (*close)(void *arg),
                         void *arg);
 void mc_service_stopped(mc_service_t *svc);

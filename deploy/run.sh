@@ -22,7 +22,7 @@
 # per child that restarts it whenever it dies (1 s backoff, doubling up to 8 s while it
 # keeps dying within 10 s of its start) and logs
 #     supervisor: motcua-routing exited (signal KILL), restarting in 1s
-# On SIGTERM the supervisor sends SIGTERM to every child, waits up to 10 s, then sends
+# On SIGTERM the supervisor sends SIGTERM to every child, waits up to 15 s, then sends
 # SIGKILL. Its children carry MOTCUA_SUPERVISOR_ROOT=<var dir> in their environment,
 # which is how `down` finds stragglers of this checkout and only those.
 #
@@ -65,7 +65,7 @@ PG_PORT="${MOTCUA_PG_PORT:-5433}"
 SANDBOX_PORT="${MOTCUA_SANDBOX_PORT:-8090}"
 FRONT_PORT="${MOTCUA_FRONT_PORT:-8000}"
 READY_TIMEOUT="${MOTCUA_READY_TIMEOUT:-60}"
-STOP_TIMEOUT=10
+STOP_TIMEOUT=15 # a service gives itself 10 s (MC_SERVICE_GRACE_MS)
 MARK="MOTCUA_SUPERVISOR_ROOT=$VAR"
 
 say() { printf 'run: %s\n' "$*" >&2; }

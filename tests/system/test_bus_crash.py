@@ -115,6 +115,31 @@ class BusCrashTest(unittest.TestCase):
         finally:
             pair.stop()
 
+    def test_stops_while_the_database_is_down(self):
+        # SIGTERM with the database gone: the bus cannot finish its work in flight, the
+        # service still stops (within its grace) and cleanly; nothing is lost, since what
+        # was not acknowledged is in the sender's outbox.
+        pg = harness.Postgres()
+        pair = None
+        try:
+            pair = BusPair(pg)
+            pair.send(streams=20, per_stream=50)
+            harness.wait_for(lambda: pair.handled() > 0, timeout=60, what="traffic")
+            pg._pg("kill", pg.dir)  # immediate: no goodbye to the connections
+            time.sleep(1)
+            self.assertEqual(pair.receiver.terminate(timeout=30), 0, pair.receiver.log())
+            self.assertEqual(pair.sender.terminate(timeout=30), 0, pair.sender.log())
+            self.assertIn("is the database reachable?", pair.receiver.log() + pair.sender.log())
+            for s in (pair.receiver, pair.sender):
+                for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+                    self.assertNotIn(marker, s.log())
+        finally:
+            if pair:
+                for s in (pair.sender, pair.receiver):
+                    if s.proc and s.proc.poll() is None:
+                        s.kill()
+            pg.stop()
+
     def test_malformed_and_unknown_go_to_dead_letters(self):
         pair = BusPair(self.pg)
         try:
